@@ -1,0 +1,174 @@
+"""Every argument check and error message of focalkit, framework-free.
+
+Front-ends (PyTorch today, Keras and gradient boosting later) call these with plain Python values
+(numbers, shapes as tuples) so that a given mistake reads the same in every framework. Checks that
+need to read tensor data live with the framework, but take their messages from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Literal, TypeAlias
+
+import numpy as np
+
+Reduction: TypeAlias = Literal["none", "mean", "sum"]
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
+
+_VALIDATE: ContextVar[bool] = ContextVar("focalkit_validate_inputs", default=True)
+
+
+class validate_inputs:
+    """Turn the checks that read tensor *data* on or off.
+
+    Checks that read data (target indices inside ``[0, C)``, probabilities inside ``[0, 1]``) cost a
+    device-to-host copy on an accelerator. focalkit runs them by default on the CPU, turns them into
+    asynchronous device-side assertions on CUDA, and skips them while ``torch.compile`` traces.
+    ``validate_inputs(False)`` turns them off. Checks of shapes, dtypes and arguments always run.
+
+    Like ``torch.set_grad_enabled``, it works as a call (the setting holds until changed) and as a
+    context manager (the previous setting comes back on exit).
+
+    Example:
+        >>> import focalkit
+        >>> with focalkit.validate_inputs(False):
+        ...     focalkit.inputs_validated()
+        False
+        >>> focalkit.inputs_validated()
+        True
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"validate_inputs(): enabled must be a bool, got {enabled!r}")
+        self._previous = _VALIDATE.get()
+        _VALIDATE.set(enabled)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        _VALIDATE.set(self._previous)
+
+
+def inputs_validated() -> bool:
+    """Whether the data-reading checks are on (see :class:`validate_inputs`)."""
+    return _VALIDATE.get()
+
+
+@contextmanager
+def _restore_validation() -> Iterator[None]:  # for tests that change the switch
+    token = _VALIDATE.set(_VALIDATE.get())
+    try:
+        yield
+    finally:
+        _VALIDATE.reset(token)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_reduction(reduction: object, where: str) -> None:
+    """Raise unless ``reduction`` is one of ``'none'``, ``'mean'``, ``'sum'``."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{where}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+            f"got {reduction!r}"
+        )
+
+
+def check_gamma(gamma: object, where: str) -> None:
+    """Raise unless ``gamma`` is a finite real number ``>= 0``."""
+    if not is_number(gamma):
+        raise TypeError(f"{where}: gamma must be a real number >= 0, got {gamma!r}")
+    value = float(gamma)  # type: ignore[arg-type]
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where}: gamma must be >= 0, got {gamma!r}")
+
+
+def check_unit_interval(name: str, value: object, where: str) -> None:
+    """Raise unless ``value`` is a real number in ``[0, 1]`` (``label_smoothing``, scalar alpha)."""
+    if not is_number(value):
+        raise TypeError(f"{where}: {name} must be a real number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:  # type: ignore[arg-type]
+        raise ValueError(f"{where}: {name} must be in [0, 1], got {value!r}")
+
+
+def check_nonnegative(name: str, value: object, where: str) -> None:
+    """Raise unless ``value`` is a finite real number ``>= 0`` (softmax losses' alpha)."""
+    if not is_number(value):
+        raise TypeError(f"{where}: {name} must be a real number >= 0, got {value!r}")
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{where}: {name} must be >= 0, got {value!r}")
+
+
+def check_ignore_index(ignore_index: object, where: str) -> None:
+    """Raise unless ``ignore_index`` is an integer."""
+    if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
+        raise TypeError(f"{where}: ignore_index must be an int, got {ignore_index!r}")
+
+
+def check_per_class_length(name: str, shape: Sequence[int], num_classes: int, where: str) -> None:
+    """Raise unless a per-class vector (``weight``, ``alpha``) has shape ``(num_classes,)``."""
+    shape = tuple(shape)
+    if len(shape) != 1:
+        raise ValueError(
+            f"{where}: {name} must be a 1-D sequence with one value per class "
+            f"({num_classes} classes), got shape {shape}"
+        )
+    if shape[0] != num_classes:
+        raise ValueError(
+            f"{where}: {name} must have one value per class ({num_classes} classes), "
+            f"got {shape[0]} values"
+        )
+
+
+def check_not_integer_input(is_floating: bool, dtype: object, where: str) -> None:
+    """Raise unless the input is a floating-point tensor."""
+    if not is_floating:
+        raise TypeError(f"{where}: input must be a floating-point tensor, got dtype {dtype}")
+
+
+def shape_mismatch(
+    where: str, name: str, expected: Sequence[int], got: Sequence[int], input_shape: Sequence[int]
+) -> ValueError:
+    """The error for a tensor whose shape does not fit the input's."""
+    return ValueError(
+        f"{where}: expected {name} of shape {tuple(expected)} for input of shape "
+        f"{tuple(input_shape)}, got {tuple(got)}"
+    )
+
+
+def not_broadcastable(
+    where: str, name: str, got: Sequence[int], input_shape: Sequence[int]
+) -> ValueError:
+    """The error for an element-wise argument that does not broadcast to the input."""
+    return ValueError(
+        f"{where}: {name} of shape {tuple(got)} does not broadcast to input of shape "
+        f"{tuple(input_shape)}"
+    )
+
+
+def target_index_out_of_range(where: str, num_classes: int, ignore_index: int) -> str:
+    """The message for class-index targets outside ``[0, C)``."""
+    return (
+        f"{where}: target class indices must be in [0, {num_classes}) or equal "
+        f"ignore_index={ignore_index}; found a value outside that range"
+    )
+
+
+def outside_unit_interval(where: str, name: str) -> str:
+    """The message for probabilities outside ``[0, 1]``."""
+    return f"{where}: {name} values must be in [0, 1]; found a value outside that range"
+
+
+def negative_values(where: str, name: str) -> str:
+    """The message for a per-class vector with a negative entry."""
+    return f"{where}: {name} values must be >= 0; found a negative value"

@@ -1,0 +1,20 @@
+"""focalkit's PyTorch front-end: the loss functions and their ``nn.Module`` wrappers."""
+
+from focalkit.torch.functional import (
+    binary_focal_loss,
+    nll_focal_loss,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+)
+from focalkit.torch.modules import BinaryFocalLoss, FocalLoss, NLLFocalLoss, SigmoidFocalLoss
+
+__all__ = [
+    "BinaryFocalLoss",
+    "FocalLoss",
+    "NLLFocalLoss",
+    "SigmoidFocalLoss",
+    "binary_focal_loss",
+    "nll_focal_loss",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+]

@@ -1,0 +1,119 @@
+"""Turning user arguments into tensors of the right dtype and device, and the data checks.
+
+Argument checks (shapes, dtypes, numbers) always run and take their messages from
+``focalkit._core.validation``. Checks that read tensor data run only while
+``focalkit.inputs_validated()``: eagerly on the CPU, as asynchronous device-side assertions on CUDA,
+and never while ``torch.compile`` traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from focalkit._core import validation
+
+ArrayLike: TypeAlias = Tensor | Sequence[float] | np.ndarray
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def check_input(input: object, where: str) -> Tensor:
+    """Raise unless ``input`` is a floating-point tensor."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{where}: input must be a torch.Tensor, got {type(input).__name__}")
+    validation.check_not_integer_input(input.is_floating_point(), input.dtype, where)
+    return input
+
+
+def check_target(target: object, where: str) -> Tensor:
+    """Raise unless ``target`` is a tensor."""
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{where}: target must be a torch.Tensor, got {type(target).__name__}")
+    return target
+
+
+def dtypes(input: Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """The dtype to compute in and the dtype to return.
+
+    Half-precision inputs are computed in float32 and come back in their own dtype, except under
+    ``torch.autocast``, where the result stays float32 as ``F.cross_entropy``'s does.
+    """
+    if input.dtype not in _LOW_PRECISION:
+        return input.dtype, input.dtype
+    autocast = torch.is_autocast_enabled(input.device.type)
+    return torch.float32, torch.float32 if autocast else input.dtype
+
+
+def as_tensor(value: ArrayLike, name: str, like: Tensor, where: str) -> Tensor:
+    """``value`` (tensor or array-like of numbers) on ``like``'s device, in ``like``'s dtype."""
+    if isinstance(value, Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{where}: {name} must hold real numbers, got dtype {value.dtype}")
+        return value.to(device=like.device, dtype=like.dtype)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{where}: {name} must be a tensor or a sequence of numbers, got {value!r}"
+        ) from error
+    return torch.as_tensor(array, device=like.device).to(like.dtype)
+
+
+def check_broadcasts(value: Tensor, name: str, input: Tensor, where: str) -> None:
+    """Raise unless ``value`` broadcasts to ``input``'s shape without enlarging it."""
+    try:
+        shape = torch.broadcast_shapes(value.shape, input.shape)  # type: ignore[no-untyped-call]
+    except RuntimeError:
+        shape = None
+    if shape != input.shape:
+        raise validation.not_broadcastable(where, name, value.shape, input.shape)
+
+
+def _data_checks_active(tensor: Tensor) -> bool:
+    if not validation.inputs_validated() or torch.compiler.is_compiling():
+        return False
+    return tensor.device.type in ("cpu", "cuda")
+
+
+def require(ok: Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless every element of the boolean tensor ``ok`` is true.
+
+    On CUDA this is an asynchronous device-side assertion: no host sync, the error surfaces at the
+    next synchronisation.
+    """
+    if ok.device.type == "cuda":
+        torch._assert_async(ok.all(), message)
+    elif not bool(ok.all()):
+        raise ValueError(message)
+
+
+def check_unit_interval_values(tensor: Tensor, name: str, where: str) -> None:
+    """Data check: values in ``[0, 1]`` (NaN passes through, to give a NaN loss)."""
+    if _data_checks_active(tensor):
+        require(~((tensor < 0) | (tensor > 1)), validation.outside_unit_interval(where, name))
+
+
+def check_nonnegative_values(tensor: Tensor, name: str, where: str) -> None:
+    """Data check: values ``>= 0`` (NaN passes through)."""
+    if _data_checks_active(tensor):
+        require(~(tensor < 0), validation.negative_values(where, name))
+
+
+def check_class_indices(target: Tensor, num_classes: int, ignore_index: int, where: str) -> None:
+    """Data check: class indices in ``[0, C)`` or equal to ``ignore_index``."""
+    if _data_checks_active(target):
+        ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
+        require(ok, validation.target_index_out_of_range(where, num_classes, ignore_index))
+
+
+def check_log_probabilities(tensor: Tensor, where: str) -> None:
+    """Data check: log-probabilities are ``<= 0`` (NaN passes through)."""
+    if _data_checks_active(tensor):
+        require(
+            ~(tensor > 0),
+            f"{where}: input holds log-probabilities, which must be <= 0; found a positive value",
+        )

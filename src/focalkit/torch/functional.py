@@ -1,0 +1,545 @@
+"""Focal losses for PyTorch, with ``torch.nn.functional``'s conventions.
+
+Each function here is the single definition of its loss; the modules in
+``focalkit.torch.modules`` only hold settings and call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from focalkit._core import validation
+from focalkit._core.validation import Reduction
+from focalkit.torch import _inputs
+from focalkit.torch._autograd import binary_focal_term, nll_focal_term
+from focalkit.torch._inputs import ArrayLike
+from focalkit.torch._reduction import reduce
+
+__all__ = ["binary_focal_loss", "nll_focal_loss", "sigmoid_focal_loss", "softmax_focal_loss"]
+
+Alpha = float | Sequence[float] | Tensor | None
+
+
+def _check_common(where: str, reduction: object, gamma: object) -> None:
+    validation.check_reduction(reduction, where)
+    validation.check_gamma(gamma, where)
+
+
+def _logsumexp(x: Tensor, dim: int) -> Tensor:
+    """``logsumexp`` over ``dim`` (kept) that is ``-inf`` with a zero gradient for empty rows.
+
+    A row of all ``-inf`` (no classes left) gives ``-inf``; ``torch.logsumexp`` would give a NaN
+    gradient there.
+    """
+    shift = x.amax(dim, keepdim=True).detach()
+    shift = torch.where(torch.isinf(shift), torch.zeros_like(shift), shift)
+    total = (x - shift).exp().sum(dim, keepdim=True)
+    empty = total == 0
+    safe_total = torch.where(empty, torch.ones_like(total), total)
+    return torch.where(empty, torch.full_like(total, -torch.inf), shift + safe_total.log())
+
+
+def _log_softmax_and_complement(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    r""":math:`\log p` and :math:`\log(1 - p)` for every class, :math:`p = \mathrm{softmax}(x)`.
+
+    :math:`\log(1 - p_c)` comes from the logits, not from :math:`p`: for all classes but the most
+    likely one :math:`p_c \le 1/2` and ``log1p(-p)`` is exact; for the most likely one it is
+    :math:`\log\sigma(d)` with :math:`d = \log\sum_{j \ne c} e^{x_j - x_c}`, finite however
+    confident the logits. So :math:`(1 - p)^\gamma = e^{\gamma \log(1 - p)}` has finite
+    derivatives of every order, even where :math:`p` rounds to 1.
+    """
+    log_p = F.log_softmax(x, dim)
+    top = x.argmax(dim, keepdim=True)
+    is_top = torch.zeros_like(x, dtype=torch.bool).scatter(dim, top, True)
+    others = (x - x.gather(dim, top)).masked_fill(is_top, -torch.inf)
+    log_1mp_top = F.logsigmoid(_logsumexp(others, dim))
+    log_1mp_rest = torch.log1p(-log_p.masked_fill(is_top, -torch.inf).exp())
+    return log_p, torch.where(is_top, log_1mp_top, log_1mp_rest)
+
+
+def _focal_term(log_p: Tensor, log_1mp: Tensor, gamma: float) -> Tensor:
+    r""":math:`-(1 - p)^\gamma \log p`, from :math:`\log p` and :math:`\log(1 - p)`."""
+    if gamma == 0:
+        return -log_p
+    return -torch.exp(gamma * log_1mp) * log_p
+
+
+def _class_dim_view(per_class: Tensor, ndim: int) -> Tensor:
+    """A ``(C,)`` tensor shaped ``(1, C, 1, ..., 1)`` to broadcast against ``(N, C, d1, ...)``."""
+    return per_class.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _per_class(
+    value: ArrayLike | None, name: str, num_classes: int, x: Tensor, where: str
+) -> Tensor | None:
+    if value is None:
+        return None
+    tensor = _inputs.as_tensor(value, name, x, where)
+    validation.check_per_class_length(name, tensor.shape, num_classes, where)
+    return tensor
+
+
+def _softmax_alpha(
+    alpha: Alpha, num_classes: int, x: Tensor, where: str
+) -> tuple[float | Tensor | None, Tensor | None]:
+    """``alpha`` split into a scale for every term and a per-class ``(C,)`` tensor."""
+    if alpha is None:
+        return None, None
+    if validation.is_number(alpha):
+        validation.check_nonnegative("alpha", alpha, where)
+        return float(alpha), None  # type: ignore[arg-type]
+    tensor = _inputs.as_tensor(alpha, "alpha", x, where)  # type: ignore[arg-type]
+    _inputs.check_nonnegative_values(tensor, "alpha", where)
+    if tensor.dim() == 0:
+        return tensor, None
+    validation.check_per_class_length("alpha", tensor.shape, num_classes, where)
+    return None, tensor
+
+
+def softmax_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    gamma: float = 2.0,
+    alpha: Alpha = None,
+) -> Tensor:
+    r"""Focal loss on softmax probabilities; ``gamma=0, alpha=None`` is ``F.cross_entropy``.
+
+    With :math:`p_n = \operatorname{softmax}(x_n)` over the classes and :math:`q_n` the target
+    distribution (one-hot for class indices; label smoothing makes it
+    :math:`(1 - \varepsilon) q_n + \varepsilon / C`), the unreduced loss of element :math:`n` is
+
+    .. math::
+        \ell_n = -\sum_{c=1}^{C} q_{n,c}\, \alpha_c\, w_c\, (1 - p_{n,c})^{\gamma} \log p_{n,c}.
+
+    For class-index targets ``'mean'`` divides :math:`\sum_n \ell_n` by :math:`\sum_n w_{y_n}`
+    over the elements whose target is not ``ignore_index`` (their count without ``weight``); for
+    probability targets it divides by the number of elements :math:`N d_1 \cdots d_K`. Both are
+    what ``F.cross_entropy`` does; ``alpha`` never enters the divisor. The mean of nothing (an
+    empty batch, or every target ignored) is ``nan``, as in PyTorch.
+
+    Everything is computed in log space, from the logits: :math:`\log p` by ``log_softmax`` and
+    :math:`\log(1 - p)` without forming :math:`1 - p`, so values and gradients stay finite at any
+    logits and any ``gamma >= 0``. Half-precision inputs are computed in float32 and the result
+    comes back in the input's dtype (float32 under ``torch.autocast``).
+
+    Args:
+        input: Logits.
+        target: Class indices in :math:`[0, C)` (an integer tensor), or class probabilities (a
+            floating tensor of the input's shape), as ``F.cross_entropy`` accepts.
+        weight: Per-class rescaling weight :math:`w`, shape :math:`(C)`, as in
+            ``F.cross_entropy``. Default: all ones.
+        ignore_index: Class-index target value that contributes nothing to the loss or to the
+            ``'mean'`` divisor. Not used with probability targets. Default: -100.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        label_smoothing: :math:`\varepsilon \in [0, 1]`. Default: 0.
+        gamma: Focusing parameter :math:`\gamma \ge 0`; larger values down-weight well-classified
+            elements. Default: 2.
+        alpha: Class balance :math:`\alpha`: ``None`` (all ones), a float that scales every term,
+            or one non-negative value per class, shape :math:`(C)`. Default: ``None``.
+
+    Shape:
+        - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
+        - Target: :math:`()`, :math:`(N)` or :math:`(N, d_1, ..., d_K)` of class indices, or the
+          input's shape for probabilities.
+        - Output: scalar; with ``reduction='none'``, the target's shape (without :math:`C`).
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import softmax_focal_loss
+        >>> input = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> target = torch.tensor([0, 1])
+        >>> softmax_focal_loss(input, target, gamma=2.0)
+        tensor(0.8568)
+        >>> torch.allclose(softmax_focal_loss(input, target, gamma=0.0),
+        ...                F.cross_entropy(input, target))
+        True
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
+    """
+    where = "softmax_focal_loss()"
+    _check_common(where, reduction, gamma)
+    validation.check_unit_interval("label_smoothing", label_smoothing, where)
+    validation.check_ignore_index(ignore_index, where)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    if input.dim() == 0:
+        raise ValueError(f"{where}: input must have shape (C), (N, C) or (N, C, d1, ...), got ()")
+    if input.dim() == 1:  # unbatched, as F.cross_entropy accepts
+        loss = softmax_focal_loss(
+            input.unsqueeze(0),
+            target.unsqueeze(0),
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            gamma=gamma,
+            alpha=alpha,
+        )
+        return loss.squeeze(0) if reduction == "none" else loss
+
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    x = input.to(compute_dtype)
+    num_classes = x.shape[1]
+    w = _per_class(weight, "weight", num_classes, x, where)
+    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, x, where)
+    class_coef = _product(alpha_per_class, w)
+    gamma = float(gamma)
+
+    if target.is_floating_point():
+        if target.shape != input.shape:
+            expected = (*input.shape[:1], *input.shape[2:])
+            raise ValueError(
+                f"{where}: expected target of shape {tuple(input.shape)} (class probabilities) "
+                f"or {expected} (class indices) for input of shape {tuple(input.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        _inputs.check_unit_interval_values(target, "target (class probabilities)", where)
+        q = target.to(compute_dtype)
+        if label_smoothing > 0:
+            q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
+        log_p, log_1mp = _log_softmax_and_complement(x, 1)
+        terms = q * _focal_term(log_p, log_1mp, gamma)
+        if class_coef is not None:
+            terms = terms * _class_dim_view(class_coef, x.dim())
+        per_element = terms.sum(1)
+        if scale is not None:
+            per_element = per_element * scale
+        return reduce(per_element, reduction).to(out_dtype)
+
+    kept, index = _class_index_target(target, input, ignore_index, where)
+    log_p, log_1mp = _log_softmax_and_complement(x, 1)
+    if label_smoothing == 0:
+        on_target = _focal_term(log_p.gather(1, index), log_1mp.gather(1, index), gamma)
+        if class_coef is not None:
+            on_target = on_target * class_coef[index]
+        per_element = on_target.squeeze(1)
+    else:
+        terms = _focal_term(log_p, log_1mp, gamma)
+        if class_coef is not None:
+            terms = terms * _class_dim_view(class_coef, x.dim())
+        on_target = terms.gather(1, index).squeeze(1)
+        smoothed = terms.sum(1) * (label_smoothing / num_classes)
+        per_element = (1.0 - label_smoothing) * on_target + smoothed
+    return _reduce_class_index_loss(per_element, kept, index, w, scale, reduction).to(out_dtype)
+
+
+def _class_index_target(
+    target: Tensor, input: Tensor, ignore_index: int, where: str
+) -> tuple[Tensor, Tensor]:
+    """Check class-index targets; return the mask of kept elements and a gather index."""
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(
+            f"{where}: target must hold class indices (an integer tensor), got dtype {target.dtype}"
+        )
+    expected = (*input.shape[:1], *input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise validation.shape_mismatch(where, "target", expected, target.shape, input.shape)
+    _inputs.check_class_indices(target, input.shape[1], ignore_index, where)
+    kept = target != ignore_index
+    index = torch.where(kept, target, torch.zeros_like(target)).long().unsqueeze(1)
+    return kept, index
+
+
+def _reduce_class_index_loss(
+    per_element: Tensor,
+    kept: Tensor,
+    index: Tensor,
+    weight: Tensor | None,
+    scale: float | Tensor | None,
+    reduction: str,
+) -> Tensor:
+    """Zero the ignored elements and reduce; ``'mean'`` divides by the kept targets' weights."""
+    if scale is not None:
+        per_element = per_element * scale
+    zeros = torch.zeros_like(per_element)
+    per_element = torch.where(kept, per_element, zeros)
+    if weight is None:
+        divisor = kept.sum().to(per_element.dtype)
+    else:
+        divisor = torch.where(kept, weight[index.squeeze(1)], zeros).sum()
+    return reduce(per_element, reduction, divisor)
+
+
+def _product(first: Tensor | None, second: Tensor | None) -> Tensor | None:
+    if first is None:
+        return second
+    return first if second is None else first * second
+
+
+def _unbatched(input: Tensor, where: str) -> bool:
+    if input.dim() == 0:
+        raise ValueError(f"{where}: input must have shape (C), (N, C) or (N, C, d1, ...), got ()")
+    return input.dim() == 1
+
+
+def nll_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    *,
+    gamma: float = 2.0,
+    alpha: Alpha = None,
+) -> Tensor:
+    r"""Focal loss on log-probabilities; ``gamma=0, alpha=None`` is ``F.nll_loss``.
+
+    For a user who already has probabilities from a softmax of their own:
+    ``nll_focal_loss(probs.log(), target)``. With :math:`s_{n,c}` the input (log-probabilities,
+    :math:`\le 0`) and :math:`p = e^s`, the unreduced loss of element :math:`n` is
+
+    .. math::
+        \ell_n = -\alpha_{y_n} w_{y_n} (1 - p_{n,y_n})^{\gamma}\, s_{n,y_n},
+
+    and ``'mean'`` divides :math:`\sum_n \ell_n` by :math:`\sum_n w_{y_n}` over the elements whose
+    target is not ``ignore_index``, as ``F.nll_loss`` does. The gradient is derived by hand:
+    autograd of the formula is ``0 * inf = NaN`` at :math:`p = 1` when ``gamma < 1``, where the
+    true derivative is 0. On logits, prefer :func:`softmax_focal_loss`: it is exact even where
+    :math:`p` rounds to 1.
+
+    Args:
+        input: Log-probabilities (values ``<= 0``).
+        target: Class indices in :math:`[0, C)`, an integer tensor.
+        weight: Per-class rescaling weight, shape :math:`(C)`. Default: all ones.
+        ignore_index: Target value that contributes nothing. Default: -100.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
+        alpha: ``None``, a float scaling every term, or one value per class. Default: ``None``.
+
+    Shape:
+        - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
+        - Target: :math:`()`, :math:`(N)` or :math:`(N, d_1, ..., d_K)`.
+        - Output: scalar; with ``reduction='none'``, the target's shape.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import nll_focal_loss, softmax_focal_loss
+        >>> probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+        >>> target = torch.tensor([0, 1])
+        >>> nll_focal_loss(probs.log(), target, gamma=2.0)
+        tensor(0.3110)
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0]])
+        >>> torch.allclose(nll_focal_loss(logits.log_softmax(1), torch.tensor([0])),
+        ...                softmax_focal_loss(logits, torch.tensor([0])))
+        True
+    """
+    where = "nll_focal_loss()"
+    _check_common(where, reduction, gamma)
+    validation.check_ignore_index(ignore_index, where)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    if _unbatched(input, where):
+        loss = nll_focal_loss(
+            input.unsqueeze(0),
+            target.unsqueeze(0),
+            weight,
+            ignore_index,
+            reduction,
+            gamma=gamma,
+            alpha=alpha,
+        )
+        return loss.squeeze(0) if reduction == "none" else loss
+
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    log_p = input.to(compute_dtype)
+    _inputs.check_log_probabilities(log_p, where)
+    num_classes = log_p.shape[1]
+    w = _per_class(weight, "weight", num_classes, log_p, where)
+    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, log_p, where)
+    class_coef = _product(alpha_per_class, w)
+    kept, index = _class_index_target(target, input, ignore_index, where)
+    log_pt = log_p.gather(1, index)
+    on_target = -log_pt if gamma == 0 else nll_focal_term(log_pt, float(gamma))
+    if class_coef is not None:
+        on_target = on_target * class_coef[index]
+    per_element = on_target.squeeze(1)
+    return _reduce_class_index_loss(per_element, kept, index, w, scale, reduction).to(out_dtype)
+
+
+def _elementwise_target(
+    target: Tensor, input: Tensor, compute_dtype: torch.dtype, where: str
+) -> Tensor:
+    """Targets of the input's shape with values in [0, 1]; integer and bool targets are cast."""
+    if target.is_complex():
+        raise TypeError(f"{where}: target must be real, got dtype {target.dtype}")
+    if target.shape != input.shape:
+        raise validation.shape_mismatch(where, "target", input.shape, target.shape, input.shape)
+    y = target.to(compute_dtype)
+    _inputs.check_unit_interval_values(y, "target", where)
+    return y
+
+
+def _elementwise_tensor(value: ArrayLike | None, name: str, x: Tensor, where: str) -> Tensor | None:
+    if value is None:
+        return None
+    tensor = _inputs.as_tensor(value, name, x, where)
+    _inputs.check_broadcasts(tensor, name, x, where)
+    return tensor
+
+
+def _binary_alpha(alpha: Alpha, x: Tensor, where: str) -> float | Tensor | None:
+    """A balance for positives in [0, 1]: a number, or a tensor broadcastable to the input."""
+    if alpha is None:
+        return None
+    if validation.is_number(alpha):
+        validation.check_unit_interval("alpha", alpha, where)
+        return float(alpha)  # type: ignore[arg-type]
+    tensor = _inputs.as_tensor(alpha, "alpha", x, where)  # type: ignore[arg-type]
+    _inputs.check_broadcasts(tensor, "alpha", x, where)
+    _inputs.check_unit_interval_values(tensor, "alpha", where)
+    return tensor
+
+
+def _apply_alpha(loss: Tensor, alpha: float | Tensor | None, y: Tensor) -> Tensor:
+    r""":math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)` times the loss."""
+    if alpha is None:
+        return loss
+    return loss * (alpha * y + (1.0 - alpha) * (1.0 - y))
+
+
+def sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    pos_weight: ArrayLike | None = None,
+    *,
+    gamma: float = 2.0,
+    alpha: Alpha = 0.25,
+) -> Tensor:
+    r"""Element-wise focal loss on logits, for binary and multi-label targets.
+
+    ``gamma=0, alpha=None`` is ``F.binary_cross_entropy_with_logits``; with ``weight`` and
+    ``pos_weight`` left out it is ``torchvision.ops.sigmoid_focal_loss``. With
+    :math:`p = \sigma(x)`, :math:`p_t = p y + (1 - p)(1 - y)` and
+    :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`, the unreduced loss is
+
+    .. math::
+        \ell = \alpha_t (1 - p_t)^{\gamma}\, \mathrm{BCE}(x, y),
+        \quad \mathrm{BCE}(x, y) = -w \left[ p_w\, y \log p + (1 - y) \log(1 - p) \right],
+
+    with :math:`w` = ``weight`` and :math:`p_w` = ``pos_weight``, exactly as
+    ``binary_cross_entropy_with_logits(input, target, weight, pos_weight=pos_weight)``.
+    :math:`\log(1 - p_t)` is taken from the logits (``logsigmoid``), so values and gradients are
+    finite for any logits and any ``gamma >= 0``. ``'mean'`` averages over all elements.
+
+    Args:
+        input: Logits, any shape.
+        target: Same shape, values in :math:`[0, 1]`: hard or soft labels. Integer and bool
+            targets are accepted and cast.
+        weight: Rescaling weight broadcastable to the input. Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        pos_weight: Weight of positive examples, broadcastable to the input (one per class for
+            multi-label input :math:`(N, C)`). Default: none.
+        gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
+        alpha: Balance of positives in :math:`[0, 1]` (:math:`1 - \alpha` for negatives): a float,
+            a tensor broadcastable to the input (per-class alpha), or ``None`` for no alpha
+            weighting. Default: 0.25, as Lin et al. and torchvision.
+
+    Shape:
+        - Input: :math:`(*)`, any number of dimensions.
+        - Target: :math:`(*)`, the input's shape.
+        - Output: scalar; with ``reduction='none'``, :math:`(*)`.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import sigmoid_focal_loss
+        >>> input = torch.tensor([[3.0, -1.0], [-2.0, 0.5]])
+        >>> target = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> sigmoid_focal_loss(input, target)
+        tensor(0.1116)
+        >>> torch.allclose(sigmoid_focal_loss(input, target, gamma=0.0, alpha=None),
+        ...                F.binary_cross_entropy_with_logits(input, target))
+        True
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
+    """
+    where = "sigmoid_focal_loss()"
+    _check_common(where, reduction, gamma)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    x = input.to(compute_dtype)
+    y = _elementwise_target(target, input, compute_dtype, where)
+    w = _elementwise_tensor(weight, "weight", x, where)
+    pw = _elementwise_tensor(pos_weight, "pos_weight", x, where)
+    a = _binary_alpha(alpha, x, where)
+    loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
+    if gamma != 0:
+        # log(1 - p_t) = log(y (1 - p) + (1 - y) p), from log-sigmoids: finite at any logit.
+        log_1mpt = torch.logaddexp(y.log() + F.logsigmoid(-x), torch.log1p(-y) + F.logsigmoid(x))
+        loss = torch.exp(float(gamma) * log_1mpt) * loss
+    return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)
+
+
+def binary_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    gamma: float = 2.0,
+    alpha: Alpha = 0.25,
+) -> Tensor:
+    r"""Focal loss on probabilities; ``gamma=0, alpha=None`` is ``F.binary_cross_entropy``.
+
+    The formula of :func:`sigmoid_focal_loss` with :math:`p` = ``input``:
+
+    .. math::
+        \ell = -\alpha_t (1 - p_t)^{\gamma}\, w \left[ y \log p + (1 - y) \log(1 - p) \right],
+
+    with the logs clamped at -100 exactly as ``F.binary_cross_entropy`` clamps them, so
+    ``binary_focal_loss(torch.sigmoid(x), y)`` equals ``sigmoid_focal_loss(x, y)`` wherever the
+    sigmoid does not round to 0 or 1. Prefer :func:`sigmoid_focal_loss` when you have logits. The
+    gradient is derived by hand and finite for ``gamma < 1`` at :math:`p_t = 1`. A NaN
+    probability gives a NaN loss (``F.binary_cross_entropy`` raises instead). The target is not
+    differentiated.
+
+    Args:
+        input: Probabilities in :math:`[0, 1]`, any shape.
+        target: Same shape, values in :math:`[0, 1]`; integer and bool targets are cast.
+        weight: Rescaling weight broadcastable to the input (e.g. one per class). Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
+        alpha: Balance of positives in :math:`[0, 1]`, a float, a tensor broadcastable to the
+            input, or ``None``. Default: 0.25.
+
+    Shape:
+        - Input: :math:`(*)`. Target: :math:`(*)`. Output: scalar, or :math:`(*)` with
+          ``reduction='none'``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import binary_focal_loss
+        >>> probs = torch.tensor([0.9, 0.2, 0.6])
+        >>> target = torch.tensor([1.0, 0.0, 0.0])
+        >>> binary_focal_loss(probs, target, gamma=2.0, alpha=None, reduction="none")
+        tensor([0.0011, 0.0089, 0.3299])
+    """
+    where = "binary_focal_loss()"
+    _check_common(where, reduction, gamma)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    if target.requires_grad:
+        raise ValueError(f"{where}: target is not differentiated; pass target.detach()")
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    p = input.to(compute_dtype)
+    _inputs.check_unit_interval_values(p, "input (probabilities)", where)
+    y = _elementwise_target(target, input, compute_dtype, where)
+    w = _elementwise_tensor(weight, "weight", p, where)
+    a = _binary_alpha(alpha, p, where)
+    loss = binary_focal_term(p, y, float(gamma))
+    if w is not None:
+        loss = loss * w
+    return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)

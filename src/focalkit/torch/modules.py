@@ -1,0 +1,241 @@
+"""``nn.Module`` wrappers: each holds its function's settings and calls it.
+
+Settings are checked at construction, so a bad one fails now rather than at step 40 000. Tensor
+settings (``weight``, ``pos_weight``, a per-class ``alpha``) are registered as buffers of those
+names, so ``.to(device)``, ``.half()`` and ``state_dict()`` carry them; a float ``alpha`` stays a
+float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from focalkit._core import validation
+from focalkit._core.validation import Reduction
+from focalkit.torch import functional
+from focalkit.torch._inputs import ArrayLike
+from focalkit.torch.functional import Alpha
+
+__all__ = ["BinaryFocalLoss", "FocalLoss", "NLLFocalLoss", "SigmoidFocalLoss"]
+
+
+def _buffer(value: ArrayLike | None, name: str, where: str) -> Tensor | None:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{where}: {name} must be a tensor or a sequence of numbers, got {value!r}"
+        ) from error
+    return torch.as_tensor(array, dtype=torch.get_default_dtype())
+
+
+def _describe(value: float | Tensor | None) -> str:
+    if isinstance(value, Tensor):
+        if value.numel() <= 8:
+            return str([round(v, 4) for v in value.detach().cpu().reshape(-1).tolist()])
+        return f"tensor of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+class _FocalBase(nn.Module):
+    """Shared settings and ``repr`` of the focal-loss modules."""
+
+    alpha: float | Tensor | None
+
+    def __init__(self, reduction: Reduction, gamma: float, where: str) -> None:
+        super().__init__()
+        validation.check_reduction(reduction, where)
+        validation.check_gamma(gamma, where)
+        self.reduction: Reduction = reduction
+        self.gamma = float(gamma)
+
+    def _set_alpha(self, alpha: Alpha, where: str, unit_interval: bool) -> None:
+        if alpha is not None and validation.is_number(alpha):
+            check = (
+                validation.check_unit_interval if unit_interval else validation.check_nonnegative
+            )
+            check("alpha", alpha, where)
+            self.alpha = float(alpha)  # type: ignore[arg-type]
+            return
+        tensor = _buffer(alpha, "alpha", where)  # type: ignore[arg-type]
+        if tensor is not None:
+            bad = (tensor < 0) | (tensor > 1) if unit_interval else tensor < 0
+            if bool(bad.any()):
+                expected = "in [0, 1]" if unit_interval else ">= 0"
+                raise ValueError(
+                    f"{where}: alpha values must be {expected}, got {_describe(tensor)}"
+                )
+        self.register_buffer("alpha", tensor)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={_describe(self.alpha)}, reduction={self.reduction!r}"
+
+
+class FocalLoss(_FocalBase):
+    """Softmax focal loss, the drop-in for ``nn.CrossEntropyLoss``. See :func:`softmax_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import FocalLoss
+        >>> criterion = FocalLoss(gamma=2.0, alpha=[0.25, 0.5, 0.25])
+        >>> criterion
+        FocalLoss(gamma=2.0, alpha=[0.25, 0.5, 0.25], reduction='mean')
+        >>> criterion(torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([1]))
+        tensor(0.5922)
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        gamma: float = 2.0,
+        alpha: Alpha = None,
+    ) -> None:
+        where = "FocalLoss()"
+        super().__init__(reduction, gamma, where)
+        validation.check_ignore_index(ignore_index, where)
+        validation.check_unit_interval("label_smoothing", label_smoothing, where)
+        self.register_buffer("weight", _buffer(weight, "weight", where))
+        self._set_alpha(alpha, where, unit_interval=False)
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return functional.softmax_focal_loss(
+            input,
+            target,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            self.label_smoothing,
+            gamma=self.gamma,
+            alpha=self.alpha,
+        )
+
+
+class NLLFocalLoss(_FocalBase):
+    """Focal loss on log-probabilities, the drop-in for ``nn.NLLLoss``. See :func:`nll_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import NLLFocalLoss
+        >>> NLLFocalLoss(gamma=1.0)(torch.tensor([[0.7, 0.3]]).log(), torch.tensor([0]))
+        tensor(0.1070)
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        *,
+        gamma: float = 2.0,
+        alpha: Alpha = None,
+    ) -> None:
+        where = "NLLFocalLoss()"
+        super().__init__(reduction, gamma, where)
+        validation.check_ignore_index(ignore_index, where)
+        self.register_buffer("weight", _buffer(weight, "weight", where))
+        self._set_alpha(alpha, where, unit_interval=False)
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return functional.nll_focal_loss(
+            input,
+            target,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            gamma=self.gamma,
+            alpha=self.alpha,
+        )
+
+
+class SigmoidFocalLoss(_FocalBase):
+    """Focal loss on logits, drop-in for ``nn.BCEWithLogitsLoss``. See :func:`sigmoid_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import SigmoidFocalLoss
+        >>> criterion = SigmoidFocalLoss(pos_weight=[2.0, 1.0], alpha=None)
+        >>> criterion(torch.tensor([[0.5, -1.0]]), torch.tensor([[1.0, 0.0]]))
+        tensor(0.0789)
+    """
+
+    weight: Tensor | None
+    pos_weight: Tensor | None
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        pos_weight: ArrayLike | None = None,
+        *,
+        gamma: float = 2.0,
+        alpha: Alpha = 0.25,
+    ) -> None:
+        where = "SigmoidFocalLoss()"
+        super().__init__(reduction, gamma, where)
+        self.register_buffer("weight", _buffer(weight, "weight", where))
+        self.register_buffer("pos_weight", _buffer(pos_weight, "pos_weight", where))
+        self._set_alpha(alpha, where, unit_interval=True)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return functional.sigmoid_focal_loss(
+            input,
+            target,
+            self.weight,
+            self.reduction,
+            self.pos_weight,
+            gamma=self.gamma,
+            alpha=self.alpha,
+        )
+
+
+class BinaryFocalLoss(_FocalBase):
+    """Focal loss on probabilities, the drop-in for ``nn.BCELoss``. See :func:`binary_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import BinaryFocalLoss
+        >>> BinaryFocalLoss(alpha=None)(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0]))
+        tensor(0.0050)
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        *,
+        gamma: float = 2.0,
+        alpha: Alpha = 0.25,
+    ) -> None:
+        where = "BinaryFocalLoss()"
+        super().__init__(reduction, gamma, where)
+        self.register_buffer("weight", _buffer(weight, "weight", where))
+        self._set_alpha(alpha, where, unit_interval=True)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return functional.binary_focal_loss(
+            input,
+            target,
+            self.weight,
+            self.reduction,
+            gamma=self.gamma,
+            alpha=self.alpha,
+        )
