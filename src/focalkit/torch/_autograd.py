@@ -16,6 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# F.binary_cross_entropy's backward divides by max(p (1 - p), EPSILON), with EPSILON = 1e-12 held
+# as a float32 (9.99999996e-13); the same constant gives the same gradient to the last bit.
+_BCE_EPSILON = float(torch.tensor(1e-12, dtype=torch.float32))
+
 
 def nll_focal_term(log_p: Tensor, gamma: float) -> Tensor:
     r""":math:`f(s) = -(1 - e^s)^\gamma s` for log-probabilities :math:`s \le 0`; safe gradient."""
@@ -91,7 +95,7 @@ class _BinaryFocalTerm(torch.autograd.Function):
         positive = one_minus_pt > 0
         safe = torch.where(positive, one_minus_pt, torch.ones_like(one_minus_pt))
         ratio = torch.where(positive, bce / safe, torch.ones_like(bce))
-        bce_derivative = (prob - target) / (prob * (1.0 - prob)).clamp_min(1e-12)
+        bce_derivative = (prob - target) / (prob * (1.0 - prob)).clamp_min(_BCE_EPSILON)
         derivative = one_minus_pt.pow(gamma) * (
             gamma * (1.0 - 2.0 * target) * ratio + bce_derivative
         )
