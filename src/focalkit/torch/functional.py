@@ -400,6 +400,23 @@ def _binary_alpha(alpha: Alpha, x: Tensor, where: str) -> float | Tensor | None:
     return tensor
 
 
+def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
+    r""":math:`\log(1 - p_t) = \log(y \sigma(-x) + (1 - y) \sigma(x))`, from log-sigmoids.
+
+    Finite at any finite logit, with finite derivatives of every order: hard labels take
+    ``logsigmoid`` directly; soft ones a log-add-exp whose arguments are kept finite in both
+    branches of the ``where``. (``torch.logaddexp``'s second derivative is NaN once its arguments
+    differ by more than ~88 in float32, so it is written out.)
+    """
+    log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
+    hard = (y == 0) | (y == 1)
+    y_soft = torch.where(hard, torch.full_like(y, 0.5), y)
+    first, second = y_soft.log() + log_1mp, torch.log1p(-y_soft) + log_p
+    larger = torch.maximum(first, second)
+    soft = larger + torch.log1p(torch.exp(torch.minimum(first, second) - larger))
+    return torch.where(y == 1, log_1mp, torch.where(y == 0, log_p, soft))
+
+
 def _apply_alpha(loss: Tensor, alpha: float | Tensor | None, y: Tensor) -> Tensor:
     r""":math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)` times the loss."""
     if alpha is None:
@@ -477,9 +494,7 @@ def sigmoid_focal_loss(
     a = _binary_alpha(alpha, x, where)
     loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
     if gamma != 0:
-        # log(1 - p_t) = log(y (1 - p) + (1 - y) p), from log-sigmoids: finite at any logit.
-        log_1mpt = torch.logaddexp(y.log() + F.logsigmoid(-x), torch.log1p(-y) + F.logsigmoid(x))
-        loss = torch.exp(float(gamma) * log_1mpt) * loss
+        loss = torch.exp(float(gamma) * _log_one_minus_pt(x, y)) * loss
     return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)
 
 
