@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # `import oracles`
 
-import torch  # noqa: E402
+import torch
 
 # (rtol, atol) for comparing a result in this dtype with a float64 reference.
 TOLERANCES = {

@@ -1,4 +1,4 @@
-"""The modules: thin wrappers, buffers that move with the module, settings checked at construction."""
+"""The modules: thin wrappers, buffers that follow the module, settings checked when built."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_half_precision_computes_in_float32(name, reduction, half_dtype):
 
 @pytest.mark.parametrize("name", LOSSES)
 def test_half_precision_gradient_at_certainty_is_finite(name, half_dtype):
-    input, target = _softmax_case()
+    _, target = _softmax_case()
     loss, prepare = LOSSES[name]
     # Logits scaled until p_t rounds to 1 wherever the prediction is right.
     confident = prepare(_one_hot(target) * 100 - 50).to(half_dtype).requires_grad_()

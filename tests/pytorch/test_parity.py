@@ -1,4 +1,4 @@
-"""gamma=0 parity: each focal loss equals PyTorch's own loss, values and gradients, over the grid."""
+"""gamma=0 parity: each focal loss equals PyTorch's own loss, values and gradients."""
 
 from __future__ import annotations
 
