@@ -18,8 +18,8 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml constraints.txt | $(BIN)/python
 install: $(VENV)/.installed-$(EXTRAS)
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest
 

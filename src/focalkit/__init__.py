@@ -18,6 +18,7 @@ _TORCH_NAMES = frozenset(
     {
         "softmax_focal_loss",
         "nll_focal_loss",
+        "sample_dependent_gamma",
         "sigmoid_focal_loss",
         "binary_focal_loss",
         "FocalLoss",
@@ -37,6 +38,7 @@ __all__ = [
     "class_weights",
     "inputs_validated",
     "nll_focal_loss",
+    "sample_dependent_gamma",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
     "validate_inputs",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
         SigmoidFocalLoss,
         binary_focal_loss,
         nll_focal_loss,
+        sample_dependent_gamma,
         sigmoid_focal_loss,
         softmax_focal_loss,
     )

@@ -147,12 +147,11 @@ def shape_mismatch(
 
 
 def not_broadcastable(
-    where: str, name: str, got: Sequence[int], input_shape: Sequence[int]
+    where: str, name: str, got: Sequence[int], shape: Sequence[int], to: str = "input"
 ) -> ValueError:
-    """The error for an element-wise argument that does not broadcast to the input."""
+    """The error for an element-wise argument that does not broadcast to ``to``'s shape."""
     return ValueError(
-        f"{where}: {name} of shape {tuple(got)} does not broadcast to input of shape "
-        f"{tuple(input_shape)}"
+        f"{where}: {name} of shape {tuple(got)} does not broadcast to {to} of shape {tuple(shape)}"
     )
 
 

@@ -3,6 +3,7 @@
 from focalkit.torch.functional import (
     binary_focal_loss,
     nll_focal_loss,
+    sample_dependent_gamma,
     sigmoid_focal_loss,
     softmax_focal_loss,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "SigmoidFocalLoss",
     "binary_focal_loss",
     "nll_focal_loss",
+    "sample_dependent_gamma",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
 ]

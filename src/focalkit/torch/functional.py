@@ -6,6 +6,7 @@ Each function here is the single definition of its loss; the modules in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -19,14 +20,47 @@ from focalkit.torch._autograd import binary_focal_term, nll_focal_term
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._reduction import reduce
 
-__all__ = ["binary_focal_loss", "nll_focal_loss", "sigmoid_focal_loss", "softmax_focal_loss"]
+__all__ = [
+    "binary_focal_loss",
+    "nll_focal_loss",
+    "sample_dependent_gamma",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+]
 
 Alpha = float | Sequence[float] | Tensor | None
 
 
+Gamma = float | Tensor
+
+
 def _check_common(where: str, reduction: object, gamma: object) -> None:
     validation.check_reduction(reduction, where)
-    validation.check_gamma(gamma, where)
+    if not isinstance(gamma, Tensor):
+        validation.check_gamma(gamma, where)
+
+
+def _float_gamma(gamma: object, where: str) -> float:
+    """Losses that take only a number for gamma."""
+    if isinstance(gamma, Tensor):
+        raise TypeError(f"{where}: gamma must be a real number >= 0, got a tensor")
+    return float(gamma)  # type: ignore[arg-type]
+
+
+def _gamma(gamma: Gamma, loss_shape: torch.Size, x: Tensor, where: str) -> float | Tensor:
+    """A number, or a tensor broadcast to the unreduced loss's shape (a constant for autograd)."""
+    if not isinstance(gamma, Tensor):
+        return float(gamma)
+    if gamma.is_complex() or gamma.dtype == torch.bool:
+        raise TypeError(f"{where}: gamma must hold real numbers, got dtype {gamma.dtype}")
+    try:
+        broadcast = torch.broadcast_to(gamma.detach().to(x.device, x.dtype), loss_shape)
+    except RuntimeError:
+        raise validation.not_broadcastable(
+            where, "gamma", gamma.shape, loss_shape, "the unreduced loss"
+        ) from None
+    _inputs.check_nonnegative_values(broadcast, "gamma", where)
+    return broadcast
 
 
 def _logsumexp(x: Tensor, dim: int) -> Tensor:
@@ -61,9 +95,9 @@ def _log_softmax_and_complement(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return log_p, torch.where(is_top, log_1mp_top, log_1mp_rest)
 
 
-def _focal_term(log_p: Tensor, log_1mp: Tensor, gamma: float) -> Tensor:
+def _focal_term(log_p: Tensor, log_1mp: Tensor, gamma: float | Tensor) -> Tensor:
     r""":math:`-(1 - p)^\gamma \log p`, from :math:`\log p` and :math:`\log(1 - p)`."""
-    if gamma == 0:
+    if isinstance(gamma, float) and gamma == 0:
         return -log_p
     return -torch.exp(gamma * log_1mp) * log_p
 
@@ -108,7 +142,7 @@ def softmax_focal_loss(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     *,
-    gamma: float = 2.0,
+    gamma: Gamma = 2.0,
     alpha: Alpha = None,
 ) -> Tensor:
     r"""Focal loss on softmax probabilities; ``gamma=0, alpha=None`` is ``F.cross_entropy``.
@@ -142,7 +176,9 @@ def softmax_focal_loss(
         reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
         label_smoothing: :math:`\varepsilon \in [0, 1]`. Default: 0.
         gamma: Focusing parameter :math:`\gamma \ge 0`; larger values down-weight well-classified
-            elements. Default: 2.
+            elements. A float, or a tensor broadcastable to the unreduced loss (one gamma per
+            element, e.g. from :func:`sample_dependent_gamma`), which autograd treats as a
+            constant. Default: 2.
         alpha: Class balance :math:`\alpha`: ``None`` (all ones), a float that scales every term,
             or one non-negative value per class, shape :math:`(C)`. Default: ``None``.
 
@@ -193,7 +229,9 @@ def softmax_focal_loss(
     w = _per_class(weight, "weight", num_classes, x, where)
     scale, alpha_per_class = _softmax_alpha(alpha, num_classes, x, where)
     class_coef = _product(alpha_per_class, w)
-    gamma = float(gamma)
+    loss_shape = torch.Size((*x.shape[:1], *x.shape[2:]))
+    gamma = _gamma(gamma, loss_shape, x, where)
+    class_gamma = gamma.unsqueeze(1) if isinstance(gamma, Tensor) else gamma  # (N, 1, d1, ...)
 
     if target.is_floating_point():
         if target.shape != input.shape:
@@ -208,7 +246,7 @@ def softmax_focal_loss(
         if label_smoothing > 0:
             q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
         log_p, log_1mp = _log_softmax_and_complement(x, 1)
-        terms = q * _focal_term(log_p, log_1mp, gamma)
+        terms = q * _focal_term(log_p, log_1mp, class_gamma)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         per_element = terms.sum(1)
@@ -219,12 +257,12 @@ def softmax_focal_loss(
     kept, index = _class_index_target(target, input, ignore_index, where)
     log_p, log_1mp = _log_softmax_and_complement(x, 1)
     if label_smoothing == 0:
-        on_target = _focal_term(log_p.gather(1, index), log_1mp.gather(1, index), gamma)
+        on_target = _focal_term(log_p.gather(1, index), log_1mp.gather(1, index), class_gamma)
         if class_coef is not None:
             on_target = on_target * class_coef[index]
         per_element = on_target.squeeze(1)
     else:
-        terms = _focal_term(log_p, log_1mp, gamma)
+        terms = _focal_term(log_p, log_1mp, class_gamma)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         on_target = terms.gather(1, index).squeeze(1)
@@ -359,7 +397,8 @@ def nll_focal_loss(
     class_coef = _product(alpha_per_class, w)
     kept, index = _class_index_target(target, input, ignore_index, where)
     log_pt = log_p.gather(1, index)
-    on_target = -log_pt if gamma == 0 else nll_focal_term(log_pt, float(gamma))
+    gamma = _float_gamma(gamma, where)
+    on_target = -log_pt if gamma == 0 else nll_focal_term(log_pt, gamma)
     if class_coef is not None:
         on_target = on_target * class_coef[index]
     per_element = on_target.squeeze(1)
@@ -431,7 +470,7 @@ def sigmoid_focal_loss(
     reduction: Reduction = "mean",
     pos_weight: ArrayLike | None = None,
     *,
-    gamma: float = 2.0,
+    gamma: Gamma = 2.0,
     alpha: Alpha = 0.25,
 ) -> Tensor:
     r"""Element-wise focal loss on logits, for binary and multi-label targets.
@@ -458,7 +497,8 @@ def sigmoid_focal_loss(
         reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
         pos_weight: Weight of positive examples, broadcastable to the input (one per class for
             multi-label input :math:`(N, C)`). Default: none.
-        gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
+        gamma: Focusing parameter :math:`\gamma \ge 0`: a float, or a tensor broadcastable to
+            the input (treated as a constant by autograd). Default: 2.
         alpha: Balance of positives in :math:`[0, 1]` (:math:`1 - \alpha` for negatives): a float,
             a tensor broadcastable to the input (per-class alpha), or ``None`` for no alpha
             weighting. Default: 0.25, as Lin et al. and torchvision.
@@ -493,8 +533,9 @@ def sigmoid_focal_loss(
     pw = _elementwise_tensor(pos_weight, "pos_weight", x, where)
     a = _binary_alpha(alpha, x, where)
     loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
-    if gamma != 0:
-        loss = torch.exp(float(gamma) * _log_one_minus_pt(x, y)) * loss
+    gamma = _gamma(gamma, x.shape, x, where)
+    if isinstance(gamma, Tensor) or gamma != 0:
+        loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
     return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)
 
 
@@ -554,7 +595,75 @@ def binary_focal_loss(
     y = _elementwise_target(target, input, compute_dtype, where)
     w = _elementwise_tensor(weight, "weight", p, where)
     a = _binary_alpha(alpha, p, where)
-    loss = binary_focal_term(p, y, float(gamma))
+    loss = binary_focal_term(p, y, _float_gamma(gamma, where))
     if w is not None:
         loss = loss * w
     return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)
+
+
+def sample_dependent_gamma(
+    input: Tensor,
+    target: Tensor,
+    thresholds: Sequence[float] = (0.2,),
+    gammas: Sequence[float] = (5.0, 3.0),
+    *,
+    ignore_index: int = -100,
+) -> Tensor:
+    r"""Per-element gamma from the probability of the true class (Mukhoti et al. 2020, FLSD).
+
+    With :math:`p_t = \operatorname{softmax}(x)_{y}` and thresholds
+    :math:`\tau_1 < \dots < \tau_k`, the gamma of an element is ``gammas[i]`` where :math:`i` is
+    the number of thresholds :math:`\le p_t`. The default is FLSD-53: :math:`\gamma = 5` for
+    :math:`p_t < 0.2`, else 3. Computed without gradient; pass the result as ``gamma=`` to
+    :func:`softmax_focal_loss`. Elements whose target is ``ignore_index`` get ``gammas[0]``
+    (they contribute nothing to the loss).
+
+    Args:
+        input: Logits, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
+        target: Class indices, :math:`(N)` or :math:`(N, d_1, ..., d_K)`.
+        thresholds: Increasing probabilities in :math:`(0, 1)`. Default: ``(0.2,)``.
+        gammas: ``len(thresholds) + 1`` values :math:`\ge 0`, for each interval from the lowest
+            :math:`p_t` up. Default: ``(5.0, 3.0)``.
+        ignore_index: Target value to skip. Default: -100.
+
+    Returns:
+        A tensor of the target's shape, in the input's dtype (float32 for half precision).
+
+    Example:
+        >>> import torch
+        >>> from focalkit import sample_dependent_gamma, softmax_focal_loss
+        >>> input = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+        >>> target = torch.tensor([0, 0])
+        >>> gamma = sample_dependent_gamma(input, target)
+        >>> gamma
+        tensor([3., 5.])
+        >>> loss = softmax_focal_loss(input, target, gamma=gamma)
+
+    References:
+        Mukhoti et al., "Calibrating Deep Neural Networks using Focal Loss", NeurIPS 2020.
+        arXiv:2002.09437
+    """
+    where = "sample_dependent_gamma()"
+    bounds = [float(t) for t in thresholds]
+    values = [float(g) for g in gammas]
+    if len(values) != len(bounds) + 1:
+        raise ValueError(
+            f"{where}: gammas must have len(thresholds) + 1 = {len(bounds) + 1} values, "
+            f"got {len(values)}"
+        )
+    if any(not 0.0 < t < 1.0 for t in bounds) or any(b <= a for a, b in itertools.pairwise(bounds)):
+        raise ValueError(f"{where}: thresholds must increase inside (0, 1), got {tuple(bounds)}")
+    for value in values:
+        validation.check_gamma(value, where)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    if input.dim() < 2:
+        raise ValueError(f"{where}: input must have shape (N, C) or (N, C, d1, ...)")
+    with torch.no_grad():
+        compute_dtype, _ = _inputs.dtypes(input)
+        x = input.detach().to(compute_dtype)
+        _, index = _class_index_target(target, input, ignore_index, where)
+        p_t = F.log_softmax(x, 1).gather(1, index).squeeze(1).exp()
+        boundaries = torch.tensor(bounds, dtype=compute_dtype, device=x.device)
+        bucket = torch.bucketize(p_t, boundaries, right=True)
+        return torch.tensor(values, dtype=compute_dtype, device=x.device)[bucket]
