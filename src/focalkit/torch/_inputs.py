@@ -91,29 +91,45 @@ def require(ok: Tensor, message: str) -> None:
         raise ValueError(message)
 
 
+def _bounds(tensor: Tensor) -> tuple[Tensor, Tensor]:
+    """Minimum and maximum in one pass; NaN if the tensor holds one (so checks pass it on)."""
+    if tensor.numel() == 0:
+        zero = tensor.new_zeros((), dtype=torch.float32)
+        return zero, zero
+    low, high = torch.aminmax(tensor)
+    return low, high
+
+
 def check_unit_interval_values(tensor: Tensor, name: str, where: str) -> None:
     """Data check: values in ``[0, 1]`` (NaN passes through, to give a NaN loss)."""
     if _data_checks_active(tensor):
-        require(~((tensor < 0) | (tensor > 1)), validation.outside_unit_interval(where, name))
+        low, high = _bounds(tensor)
+        require(~((low < 0) | (high > 1)), validation.outside_unit_interval(where, name))
 
 
 def check_nonnegative_values(tensor: Tensor, name: str, where: str) -> None:
     """Data check: values ``>= 0`` (NaN passes through)."""
     if _data_checks_active(tensor):
-        require(~(tensor < 0), validation.negative_values(where, name))
+        low, _ = _bounds(tensor)
+        require(~(low < 0), validation.negative_values(where, name))
 
 
 def check_class_indices(target: Tensor, num_classes: int, ignore_index: int, where: str) -> None:
     """Data check: class indices in ``[0, C)`` or equal to ``ignore_index``."""
     if _data_checks_active(target):
-        ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
-        require(ok, validation.target_index_out_of_range(where, num_classes, ignore_index))
+        message = validation.target_index_out_of_range(where, num_classes, ignore_index)
+        low, high = _bounds(target)
+        if target.device.type != "cpu" or low < 0 or high >= num_classes:
+            # Rare on the CPU (ignored targets or a bad one): the exact, slower check.
+            ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
+            require(ok, message)
 
 
 def check_log_probabilities(tensor: Tensor, where: str) -> None:
     """Data check: log-probabilities are ``<= 0`` (NaN passes through)."""
     if _data_checks_active(tensor):
+        _, high = _bounds(tensor)
         require(
-            ~(tensor > 0),
+            ~(high > 0),
             f"{where}: input holds log-probabilities, which must be <= 0; found a positive value",
         )

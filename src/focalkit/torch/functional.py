@@ -15,7 +15,7 @@ from torch import Tensor
 
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
-from focalkit.torch import _inputs
+from focalkit.torch import _inputs, _kernels
 from focalkit.torch._autograd import binary_focal_term, nll_focal_term
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._reduction import reduce
@@ -224,51 +224,116 @@ def softmax_focal_loss(
         return loss.squeeze(0) if reduction == "none" else loss
 
     compute_dtype, out_dtype = _inputs.dtypes(input)
-    x = input.to(compute_dtype)
-    num_classes = x.shape[1]
-    w = _per_class(weight, "weight", num_classes, x, where)
-    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, x, where)
+    like = input.new_empty((), dtype=compute_dtype)  # the dtype and device of settings
+    num_classes = input.shape[1]
+    w = _per_class(weight, "weight", num_classes, like, where)
+    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, like, where)
     class_coef = _product(alpha_per_class, w)
-    loss_shape = torch.Size((*x.shape[:1], *x.shape[2:]))
-    gamma = _gamma(gamma, loss_shape, x, where)
+    loss_shape = torch.Size((*input.shape[:1], *input.shape[2:]))
+    gamma = _gamma(gamma, loss_shape, like, where)
     class_gamma = gamma.unsqueeze(1) if isinstance(gamma, Tensor) else gamma  # (N, 1, d1, ...)
 
+    kept: Tensor | None = None
+    index: Tensor | None = None
+    q: Tensor | None = None
     if target.is_floating_point():
         if target.shape != input.shape:
-            expected = (*input.shape[:1], *input.shape[2:])
             raise ValueError(
                 f"{where}: expected target of shape {tuple(input.shape)} (class probabilities) "
-                f"or {expected} (class indices) for input of shape {tuple(input.shape)}, "
-                f"got {tuple(target.shape)}"
+                f"or {tuple(loss_shape)} (class indices) for input of shape "
+                f"{tuple(input.shape)}, got {tuple(target.shape)}"
             )
         _inputs.check_unit_interval_values(target, "target (class probabilities)", where)
-        q = target.to(compute_dtype)
+        q = target
+        divisor = torch.tensor(loss_shape.numel(), dtype=compute_dtype, device=input.device)
+    else:
+        kept, index = _class_index_target(target, input, ignore_index, where)
+        divisor = _kept_weight(kept, index, w, compute_dtype)
+
+    def definition(input: Tensor) -> Tensor:
+        return _softmax_definition(
+            input.to(compute_dtype),
+            index,
+            kept,
+            q,
+            class_coef,
+            scale,
+            class_gamma,
+            label_smoothing,
+            reduction,
+            divisor,
+        )
+
+    if not _kernels.applicable(input, target, w, alpha_per_class, scale, gamma):
+        return definition(input).to(out_dtype)
+    row_coef = torch.ones(
+        (*loss_shape[:1], 1, *loss_shape[1:]), dtype=compute_dtype, device=input.device
+    )
+    if kept is not None:
+        row_coef = row_coef * kept.unsqueeze(1)
+    if scale is not None:
+        row_coef = row_coef * scale
+    out: Tensor = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
+        input,
+        index,
+        q,
+        class_coef,
+        row_coef,
+        class_gamma,
+        float(label_smoothing),
+        divisor,
+        reduction,
+        compute_dtype,
+        definition,
+        torch.is_grad_enabled() and input.requires_grad,
+    )
+    return out.to(out_dtype)
+
+
+def _softmax_definition(
+    x: Tensor,
+    index: Tensor | None,
+    kept: Tensor | None,
+    q: Tensor | None,
+    class_coef: Tensor | None,
+    scale: float | Tensor | None,
+    gamma: float | Tensor,
+    label_smoothing: float,
+    reduction: str,
+    divisor: Tensor,
+) -> Tensor:
+    """The softmax focal loss as autograd sees it: the definition the kernels are tested against."""
+    num_classes = x.shape[1]
+    log_p, log_1mp = _log_softmax_and_complement(x, 1)
+    if q is not None:
+        weights = q.to(x.dtype)
         if label_smoothing > 0:
-            q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
-        log_p, log_1mp = _log_softmax_and_complement(x, 1)
-        terms = q * _focal_term(log_p, log_1mp, class_gamma)
+            weights = weights * (1.0 - label_smoothing) + label_smoothing / num_classes
+        terms = weights * _focal_term(log_p, log_1mp, gamma)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         per_element = terms.sum(1)
         if scale is not None:
             per_element = per_element * scale
-        return reduce(per_element, reduction).to(out_dtype)
-
-    kept, index = _class_index_target(target, input, ignore_index, where)
-    log_p, log_1mp = _log_softmax_and_complement(x, 1)
+        return reduce(per_element, reduction, divisor)
+    if index is None or kept is None:
+        raise ValueError("a class-index or a class-probability target is required")
     if label_smoothing == 0:
-        on_target = _focal_term(log_p.gather(1, index), log_1mp.gather(1, index), class_gamma)
+        on_target = _focal_term(log_p.gather(1, index), log_1mp.gather(1, index), gamma)
         if class_coef is not None:
             on_target = on_target * class_coef[index]
         per_element = on_target.squeeze(1)
     else:
-        terms = _focal_term(log_p, log_1mp, class_gamma)
+        terms = _focal_term(log_p, log_1mp, gamma)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         on_target = terms.gather(1, index).squeeze(1)
         smoothed = terms.sum(1) * (label_smoothing / num_classes)
         per_element = (1.0 - label_smoothing) * on_target + smoothed
-    return _reduce_class_index_loss(per_element, kept, index, w, scale, reduction).to(out_dtype)
+    if scale is not None:
+        per_element = per_element * scale
+    per_element = torch.where(kept, per_element, torch.zeros_like(per_element))
+    return reduce(per_element, reduction, divisor)
 
 
 def _class_index_target(
@@ -288,6 +353,13 @@ def _class_index_target(
     return kept, index
 
 
+def _kept_weight(kept: Tensor, index: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The ``'mean'`` divisor of class-index targets: the kept targets' summed weight."""
+    if weight is None:
+        return kept.sum().to(dtype)
+    return torch.where(kept, weight[index.squeeze(1)], weight.new_zeros(())).sum().to(dtype)
+
+
 def _reduce_class_index_loss(
     per_element: Tensor,
     kept: Tensor,
@@ -299,13 +371,8 @@ def _reduce_class_index_loss(
     """Zero the ignored elements and reduce; ``'mean'`` divides by the kept targets' weights."""
     if scale is not None:
         per_element = per_element * scale
-    zeros = torch.zeros_like(per_element)
-    per_element = torch.where(kept, per_element, zeros)
-    if weight is None:
-        divisor = kept.sum().to(per_element.dtype)
-    else:
-        divisor = torch.where(kept, weight[index.squeeze(1)], zeros).sum()
-    return reduce(per_element, reduction, divisor)
+    per_element = torch.where(kept, per_element, torch.zeros_like(per_element))
+    return reduce(per_element, reduction, _kept_weight(kept, index, weight, per_element.dtype))
 
 
 def _product(first: Tensor | None, second: Tensor | None) -> Tensor | None:
@@ -527,16 +594,35 @@ def sigmoid_focal_loss(
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
     compute_dtype, out_dtype = _inputs.dtypes(input)
-    x = input.to(compute_dtype)
+    like = input.new_empty((), dtype=compute_dtype).expand(input.shape)  # no memory
     y = _elementwise_target(target, input, compute_dtype, where)
-    w = _elementwise_tensor(weight, "weight", x, where)
-    pw = _elementwise_tensor(pos_weight, "pos_weight", x, where)
-    a = _binary_alpha(alpha, x, where)
-    loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
-    gamma = _gamma(gamma, x.shape, x, where)
-    if isinstance(gamma, Tensor) or gamma != 0:
-        loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
-    return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)
+    w = _elementwise_tensor(weight, "weight", like, where)
+    pw = _elementwise_tensor(pos_weight, "pos_weight", like, where)
+    a = _binary_alpha(alpha, like, where)
+    gamma = _gamma(gamma, input.shape, like, where)
+
+    def definition(input: Tensor) -> Tensor:
+        x = input.to(compute_dtype)
+        loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
+        if isinstance(gamma, Tensor) or gamma != 0:
+            loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
+        return reduce(_apply_alpha(loss, a, y), reduction)
+
+    if not _kernels.applicable(input, target, w, pw, a, gamma):
+        return definition(input).to(out_dtype)
+    out: Tensor = _kernels.SigmoidFocal.apply(  # type: ignore[no-untyped-call]
+        input,
+        y,
+        w,
+        pw,
+        a,
+        gamma,
+        reduction,
+        compute_dtype,
+        definition,
+        torch.is_grad_enabled() and input.requires_grad,
+    )
+    return out.to(out_dtype)
 
 
 def binary_focal_loss(

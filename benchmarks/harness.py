@@ -1,0 +1,144 @@
+"""Shared measurement for the benchmarks: time ratios in one process, memory in fresh ones.
+
+Time: the candidate and its reference run interleaved, round after round, so that drift on a
+noisy machine hits both; each round's ratio is a ratio of medians, and the report is the median
+ratio with its spread. Memory: each (case, function) pair runs once, forward and backward, in a
+fresh Python process; its cost is the growth of the peak resident set (``VmHWM``, reset through
+``/proc/self/clear_refs`` after the inputs exist) over the resident set before the call, so the
+gradients the call leaves behind count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Step = Callable[[dict[str, Any]], Any]
+
+
+@dataclass
+class Case:
+    """A shape: a function making the inputs, and named forward+backward steps over them."""
+
+    name: str
+    make: Callable[[], dict[str, Any]]
+    steps: dict[str, Step]
+    pairs: list[tuple[str, str]]  # (candidate, reference) names
+
+
+def fwd_bwd(loss_fn: Callable[..., torch.Tensor]) -> Step:
+    """A step: the loss on ``inputs['input']``, then backward to that input."""
+
+    def step(inputs: dict[str, Any]) -> None:
+        input = inputs["input"]
+        input.grad = None
+        loss_fn(input, inputs).backward()
+
+    return step
+
+
+def _median_seconds(step: Step, inputs: dict[str, Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(inputs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_ratios(case: Case, rounds: int, repeats: int) -> dict[tuple[str, str], list[float]]:
+    inputs = case.make()
+    for step in case.steps.values():  # warm up every step once
+        step(inputs)
+    ratios: dict[tuple[str, str], list[float]] = {pair: [] for pair in case.pairs}
+    for _ in range(rounds):
+        seconds = {name: _median_seconds(step, inputs, repeats) for name, step in case.steps.items()}
+        for candidate, reference in case.pairs:
+            ratios[(candidate, reference)].append(seconds[candidate] / seconds[reference])
+    return ratios
+
+
+def _resident_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def memory_child(case: Case, step_name: str) -> None:
+    """Runs in a fresh process: print the peak resident growth of one step, in bytes."""
+    inputs = case.make()
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset VmHWM to the current resident set
+    before = _resident_kib("VmRSS")
+    case.steps[step_name](inputs)
+    print(json.dumps({"growth": (_resident_kib("VmHWM") - before) * 1024}))
+
+
+def peak_growth(script: str, case: Case, step_name: str) -> int:
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    result = subprocess.run(
+        [sys.executable, script, "--memory-child", case.name, step_name],
+        capture_output=True, text=True, check=True, env=env,
+    )
+    return int(json.loads(result.stdout.strip().splitlines()[-1])["growth"])
+
+
+def describe_machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
+
+
+def main(script: str, cases: list[Case]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default=None, help="run the cases whose name contains this")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "STEP"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    by_name = {case.name: case for case in cases}
+    if args.memory_child:
+        memory_child(by_name[args.memory_child[0]], args.memory_child[1])
+        return
+    if os.environ.get("OMP_WAIT_POLICY") != "PASSIVE":
+        print("note: set OMP_WAIT_POLICY=PASSIVE (OpenMP busy-waiting skews shared machines)")
+    print(describe_machine())
+    for case in cases:
+        if args.only and args.only not in case.name:
+            continue
+        ratios = time_ratios(case, args.rounds, args.repeats)
+        growth: dict[str, int] = {}
+        if not args.no_memory:
+            names = {name for pair in case.pairs for name in pair}
+            growth = {name: peak_growth(script, case, name) for name in sorted(names)}
+        for (candidate, reference), values in ratios.items():
+            line = (
+                f"{case.name}: {candidate} / {reference}: time median {statistics.median(values):.2f}x "
+                f"(min {min(values):.2f}, max {max(values):.2f})"
+            )
+            if growth:
+                line += (
+                    f", peak memory {growth[candidate] / max(growth[reference], 1):.2f}x "
+                    f"({growth[candidate] / 2**20:.0f} MiB vs {growth[reference] / 2**20:.0f} MiB)"
+                )
+            print(line, flush=True)

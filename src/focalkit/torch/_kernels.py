@@ -1,0 +1,401 @@
+r"""Lean forward+backward kernels: focal losses at the memory and time cost of cross-entropy.
+
+The eager formulas in ``functional.py`` are the definitions; these kernels compute the same
+numbers with hand-derived gradients. Each forward walks the input in row chunks small enough to
+stay in cache, writes the loss and the gradient of the loss with respect to the input into one
+buffer (nothing else of the input's size is kept for backward), and its backward only scales that
+buffer by the incoming gradient, in place.
+
+Two cases take the eager definition instead: a second backward through the same graph
+(``retain_graph=True``; the buffer was consumed by the first) and double backward
+(``create_graph=True``); there the backward recomputes the loss from the saved input with
+autograd. ``torch.compile`` traces the eager formulas, which it fuses itself.
+
+Softmax, per element with :math:`s_c = \log p_c`, :math:`u_c = 1 - p_c` and
+:math:`f(s) = -u^\gamma s`:
+
+.. math::
+    \ell = \sum_c Q_c f(s_c), \qquad
+    \frac{\partial \ell}{\partial x_j} = a_j - p_j \sum_c a_c, \quad a_c = Q_c f'(s_c), \quad
+    f'(s) = u^\gamma \left(\gamma \frac{p s}{u} - 1\right),
+
+with :math:`Q = q \alpha w` the weighted target distribution (one-hot for class indices, where
+the sum has one term). Sigmoid, per element with :math:`m = 1 - p_t` and :math:`B` the BCE:
+
+.. math::
+    \ell = \alpha_t m^\gamma B, \qquad
+    \frac{\partial \ell}{\partial x} = \alpha_t m^\gamma
+    \left(\gamma (1 - 2y) \frac{p (1 - p)}{m} B + B'\right),
+    \quad B' = w \left((1 - y) p - p_w\, y\, (1 - p)\right).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Elements per chunk: about 1 MiB of float32, so a chunk's temporaries stay in cache.
+CHUNK_ELEMENTS = 1 << 18
+
+Recompute = Callable[[Tensor], Tensor]
+
+_ENABLED: ContextVar[bool] = ContextVar("focalkit_kernels", default=True)
+
+
+@contextmanager
+def use_kernels(enabled: bool) -> Iterator[None]:
+    """Turn the lean kernels on or off (off: every loss runs its autograd definition).
+
+    For tests and benchmarks that compare the two; the results are the same either way.
+    """
+    token = _ENABLED.set(enabled)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def applicable(input: Tensor, *settings: object) -> bool:
+    """Whether the kernels take this call: not under ``torch.compile`` (which fuses the
+    definition itself), and no setting that autograd should differentiate."""
+    if not _ENABLED.get() or torch.compiler.is_compiling():
+        return False
+    return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
+
+
+def _ratio_or(numerator: Tensor, denominator: Tensor, limit: float) -> Tensor:
+    """``numerator / denominator`` where the denominator is positive, else ``limit``."""
+    positive = denominator > 0
+    safe = torch.where(positive, denominator, torch.ones_like(denominator))
+    return torch.where(positive, numerator / safe, torch.full_like(numerator, limit))
+
+
+def _focal_slope(
+    log_p: Tensor, one_minus_p: Tensor, power: Tensor, gamma: float | Tensor
+) -> Tensor:
+    """``f'(s) = u^gamma (gamma p s / u - 1)``, with ``p s / u -> -1`` as ``u -> 0``."""
+    p_log_p = log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)
+    return power * (gamma * _ratio_or(p_log_p, one_minus_p, -1.0) - 1.0)
+
+
+class _ScaledGrad(torch.autograd.Function):
+    """Shared backward: scale the unit gradient computed in forward by the incoming gradient."""
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor, *unused: Any) -> Any:
+        (input,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: the definition, through autograd
+            grad = _recompute_grad(ctx.recompute, input, grad_out)
+        else:
+            grad = ctx.unit_grad
+            if grad is None:  # a second backward through a retained graph: compute it again
+                grad = ctx.rerun()
+            ctx.unit_grad = None
+            if grad_out.dim() and ctx.class_dim is not None:
+                grad_out = grad_out.unsqueeze(ctx.class_dim)
+            grad = grad.mul_(grad_out.to(grad.dtype))
+        return (grad,) + (None,) * (ctx.num_inputs - 1)
+
+
+def _recompute_grad(recompute: Recompute, input: Tensor, grad_out: Tensor) -> Tensor:
+    """The eager definition's gradient; itself differentiable when grad mode is on."""
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        leaf = input if create_graph else input.detach().requires_grad_()
+        loss = recompute(leaf)
+        (grad,) = torch.autograd.grad(loss, leaf, grad_out, create_graph=create_graph)
+    return grad
+
+
+def _save(
+    ctx: Any,
+    input: Tensor,
+    unit_grad: Tensor | None,
+    recompute: Recompute,
+    rerun: Callable[[], Tensor],
+    num_inputs: int,
+    class_dim: int | None,
+) -> None:
+    ctx.save_for_backward(input)
+    ctx.unit_grad = unit_grad
+    ctx.recompute = recompute
+    ctx.rerun = rerun
+    ctx.num_inputs = num_inputs
+    ctx.class_dim = class_dim
+
+
+def _unit_grad(result: tuple[Tensor, Tensor | None]) -> Tensor:
+    if result[1] is None:
+        raise RuntimeError("the kernel computed no gradient")
+    return result[1]
+
+
+def _chunk_rows(row_elements: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, row_elements))
+
+
+def row_chunks(rows: int, row_elements: int) -> Iterator[slice]:
+    """Slices of about ``CHUNK_ELEMENTS`` elements along dim 0 (from shapes only: no sync)."""
+    step = _chunk_rows(row_elements)
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
+
+
+class SoftmaxFocal(_ScaledGrad):
+    """Softmax focal loss over class dim 1, every option; see the module docstring.
+
+    ``row_coef`` (shape ``(N, 1, d...)``) holds each element's ``scale * kept``; ``grad_scale``
+    is ``1 / divisor`` for ``'mean'`` and 1 otherwise.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, *args: Any) -> Tensor:
+        *settings, recompute, needs_grad = args
+        out, unit_grad = _softmax_forward(input, *settings, needs_grad=needs_grad)
+        rerun = partial(_softmax_forward, input, *settings, needs_grad=True)
+        _save(ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), 1)
+        return out
+
+
+def _softmax_forward(
+    input: Tensor,
+    index: Tensor | None,
+    q: Tensor | None,
+    class_coef: Tensor | None,
+    row_coef: Tensor,
+    gamma: float | Tensor,
+    label_smoothing: float,
+    divisor: Tensor | float,
+    reduction: str,
+    compute_dtype: torch.dtype,
+    *,
+    needs_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    rows, row_elements = input.shape[0], input[:1].numel()
+    unit_grad = (
+        torch.empty_like(input, memory_format=torch.contiguous_format) if needs_grad else None
+    )
+    direct = unit_grad is not None and unit_grad.dtype == compute_dtype
+    scratch = None
+    if not direct:
+        scratch_shape = (min(rows, _chunk_rows(row_elements)), *input.shape[1:])
+        scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
+    grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
+    loss_rows = torch.empty((rows, 1, *input.shape[2:]), dtype=compute_dtype, device=input.device)
+    for chunk in row_chunks(rows, row_elements):
+        x = input[chunk].to(compute_dtype)
+        work = unit_grad[chunk] if direct else scratch[: x.shape[0]]  # type: ignore[index]
+        loss_rows[chunk] = _softmax_chunk(
+            x,
+            work,
+            None if index is None else index[chunk],
+            None if q is None else q[chunk],
+            class_coef,
+            row_coef[chunk],
+            gamma[chunk] if isinstance(gamma, Tensor) else gamma,
+            label_smoothing,
+            grad_scale if needs_grad else None,
+        )
+        if unit_grad is not None and not direct:
+            unit_grad[chunk] = work
+    per_element = loss_rows.squeeze(1)
+    if reduction == "none":
+        out = per_element
+    elif reduction == "sum":
+        out = per_element.sum()
+    else:
+        out = per_element.sum() / divisor
+    return out, unit_grad
+
+
+def _softmax_chunk(
+    x: Tensor,
+    work: Tensor,
+    index: Tensor | None,
+    q: Tensor | None,
+    class_coef: Tensor | None,
+    row_coef: Tensor,
+    gamma: float | Tensor,
+    label_smoothing: float,
+    grad_scale: Tensor | float | None,
+) -> Tensor:
+    """A chunk's loss per element ``(n, 1, d...)``; its unit gradient is written into ``work``.
+
+    ``grad_scale=None`` skips the gradient.
+    """
+    shift = x.amax(1, keepdim=True)
+    torch.sub(x, shift, out=work)
+    if index is not None and label_smoothing == 0:
+        # One-hot target: only the target's log-probability enters the loss.
+        log_total = work.exp_().sum(1, keepdim=True).log_()
+        log_pt = x.gather(1, index) - shift - log_total
+        one_minus_pt = -torch.expm1(log_pt)
+        power = one_minus_pt.pow(gamma)
+        coef = row_coef if class_coef is None else row_coef * class_coef[index]
+        zero = coef == 0  # ignored elements: 0 even where log p_t = -inf
+        loss = torch.where(zero, torch.zeros_like(coef), -coef * power * log_pt)
+        if grad_scale is not None:
+            slope = coef * _focal_slope(log_pt, one_minus_pt, power, gamma) * grad_scale
+            slope = torch.where(zero, torch.zeros_like(slope), slope)  # dl/ds_t
+            work.mul_(-slope * torch.exp(-log_total))  # -slope * p_j
+            work.scatter_add_(1, index, slope)
+        return loss
+    # A distribution over classes: smoothed one-hot or probability targets.
+    prob = work.exp()
+    total = prob.sum(1, keepdim=True)
+    log_p = work.sub_(total.log())  # work holds log p
+    prob.div_(total)
+    weights = _target_weights(log_p, index, q, class_coef, row_coef, label_smoothing)
+    one_minus_p = torch.rsub(prob, 1.0)
+    focal_weights = weights * one_minus_p.pow(gamma)  # Q (1 - p)^gamma
+    loss = (focal_weights * log_p).sum(1, keepdim=True).neg_()
+    if grad_scale is not None:
+        # ratio = p log p / (1 - p), finite where p rounds to 1 (its factor is then 0).
+        tiny = torch.finfo(one_minus_p.dtype).tiny
+        ratio = (prob * log_p).div_(one_minus_p.clamp_min_(tiny))
+        # b = -f'(s) Q = Q (1 - p)^gamma (1 - gamma ratio);  gradient = -(b - p sum_c b_c)
+        if isinstance(gamma, Tensor):
+            b = focal_weights * (1.0 - gamma * ratio)
+        else:
+            b = torch.addcmul(focal_weights, focal_weights, ratio, value=-gamma)
+        torch.addcmul(b, prob, b.sum(1, keepdim=True), value=-1.0, out=work)
+        work.mul_(-grad_scale)
+    return loss
+
+
+def _target_weights(
+    like: Tensor,
+    index: Tensor | None,
+    q: Tensor | None,
+    class_coef: Tensor | None,
+    row_coef: Tensor,
+    label_smoothing: float,
+) -> Tensor:
+    """``q alpha w`` per class (``q`` smoothed), times each element's coefficient."""
+    num_classes = like.shape[1]
+    if q is not None:
+        weights = q.to(like.dtype)
+        if label_smoothing > 0:
+            weights = weights * (1.0 - label_smoothing) + label_smoothing / num_classes
+    elif index is not None:
+        weights = torch.full_like(like, label_smoothing / num_classes)
+        on_target = torch.full(
+            index.shape, 1.0 - label_smoothing, dtype=like.dtype, device=like.device
+        )
+        weights.scatter_add_(1, index, on_target)
+    else:
+        raise ValueError("a class-index or a class-probability target is required")
+    if class_coef is not None:
+        weights = weights * class_coef.reshape((1, -1) + (1,) * (like.dim() - 2))
+    return weights * row_coef
+
+
+class SigmoidFocal(_ScaledGrad):
+    """Element-wise sigmoid focal loss; see the module docstring.
+
+    ``target``, ``weight``, ``pos_weight``, ``alpha`` and ``gamma`` arrive expanded to the
+    input's shape (views) or as numbers.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, *args: Any) -> Tensor:
+        *settings, recompute, needs_grad = args
+        out, unit_grad = _sigmoid_forward(input, *settings, needs_grad=needs_grad)
+        rerun = partial(_sigmoid_forward, input, *settings, needs_grad=True)
+        _save(ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), None)
+        return out
+
+
+def _sigmoid_forward(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    pos_weight: Tensor | None,
+    alpha: float | Tensor | None,
+    gamma: float | Tensor,
+    reduction: str,
+    compute_dtype: torch.dtype,
+    *,
+    needs_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    batched = input if input.dim() else input.unsqueeze(0)
+
+    def rows_of(value: Any) -> Any:  # the expanded settings are views, sliced per chunk
+        if not isinstance(value, Tensor):
+            return lambda chunk: value
+        expanded = value.expand(input.shape)
+        expanded = expanded if input.dim() else expanded.unsqueeze(0)
+        return lambda chunk: expanded[chunk]
+
+    y, w, pw, a, g = (rows_of(v) for v in (target, weight, pos_weight, alpha, gamma))
+    rows = batched.shape[0]
+    unit_grad = (
+        torch.empty_like(batched, memory_format=torch.contiguous_format) if needs_grad else None
+    )
+    losses = None
+    if reduction == "none":
+        losses = torch.empty(batched.shape, dtype=compute_dtype, device=input.device)
+    total = torch.zeros((), dtype=compute_dtype, device=input.device)
+    for chunk in row_chunks(rows, batched[:1].numel()):
+        loss, grad = _sigmoid_chunk(
+            batched[chunk].to(compute_dtype),
+            y(chunk),
+            w(chunk),
+            pw(chunk),
+            a(chunk),
+            g(chunk),
+            with_grad=needs_grad,
+        )
+        if losses is not None:
+            losses[chunk] = loss
+        else:
+            total = total + loss.sum()
+        if unit_grad is not None:
+            unit_grad[chunk] = grad
+    if losses is not None:
+        out = losses.reshape(input.shape)
+    elif reduction == "mean":
+        out = total / input.numel()
+        if unit_grad is not None:
+            unit_grad.div_(input.numel())
+    else:
+        out = total
+    return out, None if unit_grad is None else unit_grad.reshape(input.shape)
+
+
+def _sigmoid_chunk(
+    x: Tensor,
+    y: Tensor,
+    weight: Tensor | None,
+    pos_weight: Tensor | None,
+    alpha: float | Tensor | None,
+    gamma: float | Tensor,
+    *,
+    with_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    y = y.to(x.dtype)
+    log_p = F.logsigmoid(x)
+    p, q = torch.sigmoid(x), torch.sigmoid(-x)
+    negative = 1.0 - y
+    positive = y if pos_weight is None else y * pos_weight
+    bce = negative * x - (positive + negative) * log_p  # -[pw y log p + (1 - y) log(1 - p)]
+    one_minus_pt = y * q + negative * p
+    scale = one_minus_pt.pow(gamma)
+    if alpha is not None:
+        scale = scale * (alpha * y + (1.0 - alpha) * negative)
+    if weight is not None:
+        scale = scale * weight
+    loss = scale * bce
+    if not with_grad:
+        return loss, loss
+    bce_slope = negative * p - positive * q
+    ratio = _ratio_or(p * q, one_minus_pt, 1.0)  # p (1 - p) / (1 - p_t) -> 1 where p_t = 1
+    grad = scale * (gamma * (1.0 - 2.0 * y) * ratio * bce + bce_slope)
+    return loss, grad
