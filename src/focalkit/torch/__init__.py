@@ -2,19 +2,28 @@
 
 from focalkit.torch.functional import (
     binary_focal_loss,
+    linear_softmax_focal_loss,
     nll_focal_loss,
     sample_dependent_gamma,
     sigmoid_focal_loss,
     softmax_focal_loss,
 )
-from focalkit.torch.modules import BinaryFocalLoss, FocalLoss, NLLFocalLoss, SigmoidFocalLoss
+from focalkit.torch.modules import (
+    BinaryFocalLoss,
+    FocalLoss,
+    LinearFocalLoss,
+    NLLFocalLoss,
+    SigmoidFocalLoss,
+)
 
 __all__ = [
     "BinaryFocalLoss",
     "FocalLoss",
+    "LinearFocalLoss",
     "NLLFocalLoss",
     "SigmoidFocalLoss",
     "binary_focal_loss",
+    "linear_softmax_focal_loss",
     "nll_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",

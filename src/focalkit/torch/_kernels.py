@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -228,14 +228,17 @@ def _softmax_chunk(
 ) -> Tensor:
     """A chunk's loss per element ``(n, 1, d...)``; its unit gradient is written into ``work``.
 
-    ``grad_scale=None`` skips the gradient.
+    ``work`` may be ``x`` itself (its logits are then overwritten). ``grad_scale=None`` skips the
+    gradient.
     """
+    # The target's logit, read before ``work`` (which may be ``x``) is written.
+    x_target = x.gather(1, index) if index is not None and label_smoothing == 0 else None
     shift = x.amax(1, keepdim=True)
     torch.sub(x, shift, out=work)
-    if index is not None and label_smoothing == 0:
+    if x_target is not None and index is not None:
         # One-hot target: only the target's log-probability enters the loss.
         log_total = work.exp_().sum(1, keepdim=True).log_()
-        log_pt = x.gather(1, index) - shift - log_total
+        log_pt = x_target - shift - log_total
         one_minus_pt = -torch.expm1(log_pt)
         power = one_minus_pt.pow(gamma)
         coef = row_coef if class_coef is None else row_coef * class_coef[index]
@@ -399,3 +402,149 @@ def _sigmoid_chunk(
     ratio = _ratio_or(p * q, one_minus_pt, 1.0)  # p (1 - p) / (1 - p_t) -> 1 where p_t = 1
     grad = scale * (gamma * (1.0 - 2.0 * y) * ratio * bce + bce_slope)
     return loss, grad
+
+
+# Logits per chunk of the fused linear loss: about 32 MiB of float32.
+FUSED_CHUNK_BYTES = 1 << 25
+
+
+def fused_chunk_rows(rows: int, num_classes: int, dtype: torch.dtype) -> int:
+    """Rows per chunk of the fused loss, from the shapes alone."""
+    per_row = num_classes * max(torch.finfo(dtype).bits // 8, 4)
+    return max(1, min(rows, FUSED_CHUNK_BYTES // per_row))
+
+
+class FusedSettings(NamedTuple):
+    """Everything but the three differentiable tensors, for the fused linear loss."""
+
+    target_index: Tensor  # (N, 1) class indices, ignored ones replaced by 0
+    class_coef: Tensor | None  # (C,) alpha * weight
+    row_coef: Tensor  # (N, 1) scale * kept
+    gamma: float
+    label_smoothing: float
+    divisor: Tensor  # the 'mean' divisor
+    reduction: str
+    chunk: int  # rows per chunk
+
+
+class LinearSoftmaxFocal(torch.autograd.Function):
+    r"""``softmax_focal_loss(F.linear(input, classifier, bias), target)`` without the logits.
+
+    Rows are taken ``chunk`` at a time: each chunk's logits are formed, turned into the loss and
+    the unit gradient in place, and multiplied back into the gradients of ``input``,
+    ``classifier`` and ``bias`` before the next chunk. For ``'mean'`` and ``'sum'`` that happens
+    in forward and backward scales the results; for ``'none'`` backward runs the chunks again
+    with each row's incoming gradient. Double backward recomputes the unfused definition.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        input: Tensor,
+        classifier: Tensor,
+        bias: Tensor | None,
+        settings: FusedSettings,
+        recompute: Callable[[Tensor, Tensor, Tensor | None], Tensor],
+    ) -> Tensor:
+        reduction, divisor = settings.reduction, settings.divisor
+        wants = (
+            input.requires_grad,
+            classifier.requires_grad,
+            bias is not None and bias.requires_grad,
+        )
+        ctx.settings, ctx.wants, ctx.recompute = settings, wants, recompute
+        ctx.save_for_backward(input, classifier, bias)
+        ctx.grads = None
+        if reduction != "none" and any(wants):
+            loss_rows, ctx.grads = _fused_pass(input, classifier, bias, settings, None, wants)
+        else:
+            loss_rows, _ = _fused_pass(input, classifier, bias, settings, None, (False,) * 3)
+        if reduction == "none":
+            return loss_rows
+        total = loss_rows.sum()
+        return total / divisor if reduction == "mean" else total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> Any:
+        input, classifier, bias = ctx.saved_tensors
+        nones = (None, None)
+        grads: tuple[Tensor | None, ...]
+        if torch.is_grad_enabled():  # double backward: the unfused definition, through autograd
+            tensors = (input, classifier, bias)
+            wanted = [t for t, want in zip(tensors, ctx.wants, strict=True) if want]
+            with torch.enable_grad():
+                loss = ctx.recompute(input, classifier, bias)
+                found = iter(torch.autograd.grad(loss, wanted, grad_out, create_graph=True))
+            grads = tuple(next(found) if want else None for want in ctx.wants)
+            return (*grads, *nones)
+        settings: FusedSettings = ctx.settings
+        if settings.reduction == "none":
+            _, grads = _fused_pass(input, classifier, bias, settings, grad_out, ctx.wants)
+        else:
+            stored = ctx.grads
+            if stored is None:  # a second backward through a retained graph
+                _, stored = _fused_pass(input, classifier, bias, settings, None, ctx.wants)
+            ctx.grads = None
+            grads = tuple(None if g is None else g.mul_(grad_out.to(g.dtype)) for g in stored)
+        grad_input, grad_classifier, grad_bias = grads
+        return (
+            None if grad_input is None else grad_input.to(input.dtype),
+            None if grad_classifier is None else grad_classifier.to(classifier.dtype),
+            None if grad_bias is None else grad_bias.to(classifier.dtype),
+            *nones,
+        )
+
+
+def _fused_pass(
+    input: Tensor,
+    classifier: Tensor,
+    bias: Tensor | None,
+    settings: FusedSettings,
+    grad_out: Tensor | None,
+    wants: tuple[bool, bool, bool],
+) -> tuple[Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
+    """Loss per row, and the three gradients (``grad_out`` per row for ``'none'``)."""
+    index, class_coef, row_coef, gamma, label_smoothing, divisor, reduction, chunk = settings
+    rows = input.shape[0]
+    compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    want_input, want_classifier, want_bias = wants
+    grad_input = torch.empty_like(input) if want_input else None
+    grad_classifier = (
+        torch.zeros(classifier.shape, dtype=compute, device=classifier.device)
+        if want_classifier
+        else None
+    )
+    grad_bias = None
+    if want_bias and bias is not None:
+        grad_bias = torch.zeros(bias.shape, dtype=compute, device=bias.device)
+    with_grad = any(wants)
+    grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
+    loss_rows = torch.empty(rows, dtype=compute, device=input.device)
+    for start in range(0, rows, chunk):
+        part = slice(start, min(start + chunk, rows))
+        hidden = input[part]
+        logits = F.linear(hidden, classifier, bias).to(compute)
+        coef = row_coef[part]
+        if grad_out is not None:  # 'none': each row's incoming gradient scales its row
+            coef = coef * grad_out[part].reshape(-1, 1).to(compute)
+        loss_rows[part] = _softmax_chunk(
+            logits,
+            logits,
+            index[part],
+            None,
+            class_coef,
+            coef,
+            gamma,
+            label_smoothing,
+            grad_scale if with_grad else None,
+        ).reshape(-1)
+        if not with_grad:
+            continue
+        unit = logits.to(classifier.dtype)  # d loss / d logits
+        if grad_input is not None:
+            grad_input[part] = unit @ classifier
+        if grad_classifier is not None:
+            grad_classifier.addmm_(unit.t().to(compute), hidden.to(compute))
+        if grad_bias is not None:
+            grad_bias += logits.sum(0)
+    return loss_rows, (grad_input, grad_classifier, grad_bias)

@@ -22,6 +22,7 @@ from focalkit.torch._reduction import reduce
 
 __all__ = [
     "binary_focal_loss",
+    "linear_softmax_focal_loss",
     "nll_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
@@ -753,3 +754,136 @@ def sample_dependent_gamma(
         boundaries = torch.tensor(bounds, dtype=compute_dtype, device=x.device)
         bucket = torch.bucketize(p_t, boundaries, right=True)
         return torch.tensor(values, dtype=compute_dtype, device=x.device)[bucket]
+
+
+def linear_softmax_focal_loss(
+    input: Tensor,
+    classifier: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    gamma: float = 2.0,
+    alpha: Alpha = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""``softmax_focal_loss(F.linear(input, classifier, bias), target, ...)``, never forming
+    the logits.
+
+    For a language-model head or any classifier with many classes: the value and the gradients
+    with respect to ``input``, ``classifier`` and ``bias`` are those of the unfused composition,
+    but the rows are processed ``chunk_size`` at a time, each chunk's logits turned into the loss
+    and the gradients before the next chunk exists. Peak memory beyond the returned gradients is
+    one chunk of logits instead of the ``(N, C)`` logits, their softmax and their gradient. With
+    ``gamma=0, alpha=None`` it is a fused linear cross-entropy, equal to
+    ``F.cross_entropy(F.linear(input, classifier, bias), target, ...)``.
+
+    Half-precision ``input`` and ``classifier`` are multiplied in their dtype (as ``F.linear``
+    does); the loss and the accumulation of ``classifier``'s gradient run in float32. Under
+    ``torch.compile`` and for double backward the unfused composition is used.
+
+    Args:
+        input: Hidden states, :math:`(*, D)`.
+        classifier: The output layer's weight, :math:`(C, D)`, as ``nn.Linear.weight``.
+        target: Class indices, :math:`(*)`.
+        bias: The output layer's bias, :math:`(C)`, or ``None``.
+        weight, ignore_index, reduction, label_smoothing, gamma, alpha: as in
+            :func:`softmax_focal_loss`; ``gamma`` is a number here.
+        chunk_size: Rows per chunk. Default: chosen from the shapes, about 32 MiB of logits.
+
+    Shape:
+        - Output: scalar; with ``reduction='none'``, :math:`(*)`.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import linear_softmax_focal_loss, softmax_focal_loss
+        >>> hidden, head = torch.randn(6, 8), torch.randn(50, 8)
+        >>> target = torch.randint(0, 50, (6,))
+        >>> fused = linear_softmax_focal_loss(hidden, head, target, chunk_size=4)
+        >>> torch.allclose(fused, softmax_focal_loss(F.linear(hidden, head), target), atol=1e-6)
+        True
+    """
+    where = "linear_softmax_focal_loss()"
+    validation.check_reduction(reduction, where)
+    gamma = _float_gamma(gamma, where)
+    validation.check_gamma(gamma, where)
+    validation.check_unit_interval("label_smoothing", label_smoothing, where)
+    validation.check_ignore_index(ignore_index, where)
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+    ):
+        raise ValueError(f"{where}: chunk_size must be a positive int or None, got {chunk_size!r}")
+    input = _inputs.check_input(input, where)
+    if not isinstance(classifier, Tensor) or classifier.dim() != 2:
+        raise ValueError(
+            f"{where}: classifier must be a (C, D) tensor, got {_shape_of(classifier)}"
+        )
+    if input.dim() < 1 or input.shape[-1] != classifier.shape[1]:
+        raise ValueError(
+            f"{where}: expected input of shape (*, {classifier.shape[1]}) for classifier of shape "
+            f"{tuple(classifier.shape)}, got {tuple(input.shape)}"
+        )
+    num_classes = classifier.shape[0]
+    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (num_classes,)):
+        raise ValueError(f"{where}: bias must have shape ({num_classes},), got {_shape_of(bias)}")
+    target = _inputs.check_target(target, where)
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"{where}: target must hold class indices, got dtype {target.dtype}")
+    if tuple(target.shape) != tuple(input.shape[:-1]):
+        raise validation.shape_mismatch(
+            where, "target", input.shape[:-1], target.shape, input.shape
+        )
+    hidden = input.reshape(-1, input.shape[-1])
+    flat_target = target.reshape(-1)
+    _inputs.check_class_indices(flat_target, num_classes, ignore_index, where)
+
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    like = input.new_empty((), dtype=compute_dtype)
+    w = _per_class(weight, "weight", num_classes, like, where)
+    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, like, where)
+    kept = flat_target != ignore_index
+    index = torch.where(kept, flat_target, torch.zeros_like(flat_target)).long().unsqueeze(1)
+
+    def definition(hidden: Tensor, classifier: Tensor, bias: Tensor | None) -> Tensor:
+        logits = F.linear(hidden, classifier, bias)
+        return softmax_focal_loss(
+            logits,
+            flat_target,
+            w,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            gamma=gamma,
+            alpha=alpha,
+        )
+
+    if not _kernels.applicable(input, w, alpha_per_class, scale):
+        loss = definition(hidden, classifier, bias)
+    else:
+        row_coef = kept.unsqueeze(1).to(compute_dtype)
+        if scale is not None:
+            row_coef = row_coef * scale
+        chunk = chunk_size or _kernels.fused_chunk_rows(hidden.shape[0], num_classes, compute_dtype)
+        settings = _kernels.FusedSettings(
+            index,
+            _product(alpha_per_class, w),
+            row_coef,
+            gamma,
+            float(label_smoothing),
+            _kept_weight(kept, index, w, compute_dtype),
+            reduction,
+            chunk,
+        )
+        loss = _kernels.LinearSoftmaxFocal.apply(  # type: ignore[no-untyped-call]
+            hidden, classifier, bias, settings, definition
+        )
+    if reduction == "none":
+        loss = loss.reshape(target.shape)
+    return loss.to(out_dtype)
+
+
+def _shape_of(value: object) -> object:
+    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__

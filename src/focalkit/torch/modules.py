@@ -18,7 +18,7 @@ from focalkit.torch import functional
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch.functional import Alpha
 
-__all__ = ["BinaryFocalLoss", "FocalLoss", "NLLFocalLoss", "SigmoidFocalLoss"]
+__all__ = ["BinaryFocalLoss", "FocalLoss", "LinearFocalLoss", "NLLFocalLoss", "SigmoidFocalLoss"]
 
 
 def _buffer(value: ArrayLike | None, name: str, where: str) -> Tensor | None:
@@ -238,4 +238,65 @@ class BinaryFocalLoss(_FocalBase):
             self.reduction,
             gamma=self.gamma,
             alpha=self.alpha,
+        )
+
+
+class LinearFocalLoss(_FocalBase):
+    """Fused linear + softmax focal loss. See :func:`linear_softmax_focal_loss`.
+
+    ``forward(input, classifier, target, bias=None)`` takes the output layer's weight (and bias)
+    as arguments, so the layer itself stays wherever the model keeps it.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import LinearFocalLoss
+        >>> head = torch.nn.Linear(16, 1000, bias=False)
+        >>> criterion = LinearFocalLoss(ignore_index=0, gamma=1.0)
+        >>> hidden, target = torch.randn(32, 16), torch.randint(0, 1000, (32,))
+        >>> criterion(hidden, head.weight, target).shape
+        torch.Size([])
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        gamma: float = 2.0,
+        alpha: Alpha = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        where = "LinearFocalLoss()"
+        super().__init__(reduction, gamma, where)
+        validation.check_ignore_index(ignore_index, where)
+        validation.check_unit_interval("label_smoothing", label_smoothing, where)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(
+                f"{where}: chunk_size must be a positive int or None, got {chunk_size!r}"
+            )
+        self.register_buffer("weight", _buffer(weight, "weight", where))
+        self._set_alpha(alpha, where, unit_interval=False)
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
+        self.chunk_size = chunk_size
+
+    def forward(
+        self, input: Tensor, classifier: Tensor, target: Tensor, bias: Tensor | None = None
+    ) -> Tensor:
+        return functional.linear_softmax_focal_loss(
+            input,
+            classifier,
+            target,
+            bias,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            self.label_smoothing,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            chunk_size=self.chunk_size,
         )
