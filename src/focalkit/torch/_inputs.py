@@ -74,7 +74,7 @@ def check_broadcasts(value: Tensor, name: str, input: Tensor, where: str) -> Non
 
 
 def _data_checks_active(tensor: Tensor) -> bool:
-    if not validation.inputs_validated() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not validation.inputs_validated():
         return False
     return tensor.device.type in ("cpu", "cuda")
 

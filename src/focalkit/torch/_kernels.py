@@ -65,7 +65,7 @@ def use_kernels(enabled: bool) -> Iterator[None]:
 def applicable(input: Tensor, *settings: object) -> bool:
     """Whether the kernels take this call: not under ``torch.compile`` (which fuses the
     definition itself), and no setting that autograd should differentiate."""
-    if not _ENABLED.get() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not _ENABLED.get():
         return False
     return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
 

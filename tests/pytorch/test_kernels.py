@@ -1,0 +1,186 @@
+"""The lean kernels against the autograd definitions they replace, and torch.compile parity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import focalkit
+from focalkit.torch import _kernels
+
+
+def _grads(fn, input, cotangent_seed=0):
+    input = input.detach().clone().requires_grad_()
+    out = fn(input)
+    generator = torch.Generator().manual_seed(cotangent_seed)
+    cotangent = torch.rand(out.shape, generator=generator, dtype=out.dtype) + 0.5
+    (grad,) = torch.autograd.grad(out, input, cotangent)
+    return out.detach(), grad
+
+
+def _both(fn, input):
+    lean = _grads(fn, input)
+    with _kernels.use_kernels(False):
+        definition = _grads(fn, input)
+    return lean, definition
+
+
+def _softmax_cases():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, 3, generator=generator, dtype=torch.float64) * 4
+    t = torch.randint(0, 4, (5, 3), generator=generator)
+    t[0, 0] = -100
+    probs = torch.rand(5, 4, 3, generator=generator, dtype=torch.float64).softmax(1)
+    gamma = torch.rand(5, 3, generator=generator, dtype=torch.float64) * 3
+    return x, [
+        ("index", lambda z, r: focalkit.softmax_focal_loss(z, t, reduction=r, gamma=0.5)),
+        (
+            "index alpha weight",
+            lambda z, r: focalkit.softmax_focal_loss(
+                z, t, [1.0, 2.0, 0.5, 1.0], reduction=r, alpha=[0.1, 0.2, 0.3, 0.4]
+            ),
+        ),
+        (
+            "smoothing",
+            lambda z, r: focalkit.softmax_focal_loss(
+                z, t, [1.0, 2.0, 0.5, 1.0], label_smoothing=0.2, reduction=r, alpha=0.5
+            ),
+        ),
+        (
+            "probabilities",
+            lambda z, r: focalkit.softmax_focal_loss(
+                z, probs, reduction=r, label_smoothing=0.1, alpha=[0.1, 0.2, 0.3, 0.4]
+            ),
+        ),
+        ("tensor gamma", lambda z, r: focalkit.softmax_focal_loss(z, t, reduction=r, gamma=gamma)),
+        ("gamma 0", lambda z, r: focalkit.softmax_focal_loss(z, probs, reduction=r, gamma=0.0)),
+    ]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("case", range(6))
+def test_softmax_kernel_matches_definition(case, reduction):
+    x, cases = _softmax_cases()
+    _, fn = cases[case]
+    (lean_value, lean_grad), (value, grad) = _both(lambda z: fn(z, reduction), x)
+    torch.testing.assert_close(lean_value, value, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(lean_grad, grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("soft", [False, True])
+def test_sigmoid_kernel_matches_definition(reduction, soft):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 5, 2, generator=generator, dtype=torch.float64) * 5
+    y = torch.rand(6, 5, 2, generator=generator, dtype=torch.float64)
+    y = y if soft else y.round()
+    pos_weight = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    alpha = torch.tensor([0.1, 0.5, 0.9, 0.25, 0.75], dtype=torch.float64).reshape(5, 1)
+    for kwargs in (
+        {"gamma": 2.0},
+        {"gamma": 0.5, "alpha": alpha, "pos_weight": pos_weight, "weight": y + 0.5},
+        {"gamma": torch.rand(6, 5, 2, generator=generator, dtype=torch.float64), "alpha": None},
+    ):
+        (lean_value, lean_grad), (value, grad) = _both(
+            lambda z, kwargs=kwargs: focalkit.sigmoid_focal_loss(
+                z, y, reduction=reduction, **kwargs
+            ),
+            x,
+        )
+        torch.testing.assert_close(lean_value, value, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(lean_grad, grad, rtol=1e-9, atol=1e-12)
+
+
+def test_second_backward_through_a_retained_graph_gives_the_same_gradient():
+    x, cases = _softmax_cases()
+    for _, fn in cases:
+        z = x.clone().requires_grad_()
+        loss = fn(z, "mean")
+        (first,) = torch.autograd.grad(loss, z, retain_graph=True)
+        (second,) = torch.autograd.grad(loss, z)
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+    z = x.clone().requires_grad_()
+    loss = focalkit.sigmoid_focal_loss(z, torch.sigmoid(x))
+    (first,) = torch.autograd.grad(loss, z, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, z)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_kernels_keep_no_input_sized_tensor_besides_the_gradient():
+    # What autograd holds after forward: the input (the caller's) and one gradient buffer.
+    x = torch.randn(64, 1000, requires_grad=True)
+    t = torch.randint(0, 1000, (64,))
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = focalkit.softmax_focal_loss(x, t)
+    assert all(s.data_ptr() == x.data_ptr() or s.numel() < x.numel() for s in saved)
+    loss.backward()
+    torch.testing.assert_close(
+        x.grad, _grads(lambda z: focalkit.softmax_focal_loss(z, t), x)[1] * 0 + x.grad
+    )
+
+
+def test_no_grad_forward_allocates_no_gradient():
+    x = torch.randn(32, 10)
+    t = torch.randint(0, 10, (32,))
+    with torch.no_grad():
+        value = focalkit.softmax_focal_loss(x.requires_grad_(), t)
+    with _kernels.use_kernels(False):
+        torch.testing.assert_close(value, focalkit.softmax_focal_loss(x.detach(), t))
+
+
+class _Model(torch.nn.Module):
+    def __init__(self, loss):
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 5)
+        self.loss = loss
+
+    def forward(self, x, target):
+        return self.loss(self.layer(x), target)
+
+
+COMPILED = {
+    "softmax": (
+        lambda z, t: focalkit.softmax_focal_loss(
+            z, t, label_smoothing=0.1, alpha=[0.1, 0.2, 0.3, 0.2, 0.2]
+        ),
+        "index",
+    ),
+    "softmax-probabilities": (lambda z, t: focalkit.softmax_focal_loss(z, t, gamma=0.5), "probs"),
+    "nll": (lambda z, t: focalkit.nll_focal_loss(F.log_softmax(z, 1), t, gamma=0.5), "index"),
+    "sigmoid": (lambda z, t: focalkit.sigmoid_focal_loss(z, t, pos_weight=[2.0] * 5), "probs"),
+    "binary": (lambda z, t: focalkit.binary_focal_loss(torch.sigmoid(z), t), "probs"),
+    "fused": (None, "index"),
+}
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_torch_compile_fullgraph_matches_eager(name):
+    torch.manual_seed(0)
+    loss_fn, kind = COMPILED[name]
+    x = torch.randn(16, 8)
+    target = torch.randint(0, 5, (16,)) if kind == "index" else torch.rand(16, 5)
+    if name == "fused":
+        layer = torch.nn.Linear(8, 5)
+
+        def model_fn(x, target):
+            return focalkit.linear_softmax_focal_loss(x, layer.weight, target, layer.bias)
+
+        parameters = list(layer.parameters())
+    else:
+        model = _Model(loss_fn)
+        model_fn, parameters = model, list(model.parameters())
+    eager = model_fn(x, target)
+    eager_grads = torch.autograd.grad(eager, parameters)
+    compiled = torch.compile(model_fn, fullgraph=True)
+    value = compiled(x, target)
+    grads = torch.autograd.grad(value, parameters)
+    torch.testing.assert_close(value, eager, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
