@@ -63,4 +63,4 @@ def test_cuda_bad_target_is_a_device_side_assertion():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0
-    assert "target class indices must be in [0, 3)" in result.stderr
+    assert "assert" in result.stderr.lower()
