@@ -27,7 +27,8 @@ demo: install
 	$(BIN)/python -m focalkit
 
 bench: install
-	$(BIN)/python benchmarks/softmax_focal.py
+	cd benchmarks && for script in softmax_focal.py sigmoid_focal.py fused_linear.py; do \
+		OMP_WAIT_POLICY=PASSIVE ../$(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
