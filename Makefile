@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-EXTRAS := torch,dev
+EXTRAS := torch,cli,dev
 
 .PHONY: install test demo lint typecheck pytest bench clean
 
@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/python -m focalkit
+	$(BIN)/focalkit demo
 
 bench: install
 	cd benchmarks && for script in softmax_focal.py sigmoid_focal.py fused_linear.py; do \

@@ -1,0 +1,71 @@
+"""The ``focalkit`` command (``pip install "focalkit[cli]"``): see on real data what each loss does.
+
+``focalkit demo`` compares the losses on a long-tailed version of scikit-learn's digits,
+``focalkit compare DATA.csv --target COLUMN`` does the same on your own table, ``focalkit curves``
+draws focal loss against p_t (Lin et al., Figure 1), and ``focalkit weights`` prints class weights.
+``python -m focalkit`` is the same program. Each command is a module here with ``add_parser`` and
+``run``; a bad argument exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from focalkit.cli import arguments, compare, curves, demo, weights
+
+__all__ = ["main"]
+
+# Modules of the cli extra, and the package that provides each.
+_EXTRA = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "rich": "rich", "torch": "torch"}
+
+
+def parser() -> arguments.ArgumentParser:
+    """The ``focalkit`` argument parser, with one sub-command per module."""
+    from focalkit import __version__
+
+    main_parser = arguments.ArgumentParser(
+        prog="focalkit",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=(
+            "examples:\n"
+            "  focalkit demo\n"
+            "  focalkit compare data.csv --target label\n"
+            "  focalkit curves --gammas 0,0.5,1,2,5 --out curves.png\n"
+            "  focalkit weights 100 200 50 10 --method inverse --normalize sum\n\n"
+            "'focalkit COMMAND --help' describes each command."
+        ),
+        formatter_class=arguments.HelpFormatter,
+    )
+    main_parser.add_argument("--version", action="version", version=f"focalkit {__version__}")
+    commands = main_parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND"
+    )
+    for module in (demo, compare, curves, weights):
+        module.add_parser(commands)
+    return main_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``focalkit`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    argparse's own errors (and ``--help``, ``--version``) raise ``SystemExit`` as usual.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    args.argv = argv
+    prog = f"focalkit {args.command}"
+    try:
+        return int(args.run(args))
+    except arguments.UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        package = _EXTRA.get((error.name or "").partition(".")[0])
+        if package is None:
+            raise
+        print(f'{prog}: error: needs {package}: pip install "focalkit[cli]"', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,104 @@
+"""Argument types and the one-line usage error shared by the ``focalkit`` commands.
+
+A bad argument ends the program with exit code 2 and one line on stderr,
+``focalkit demo: error: argument --seeds: must be an integer >= 1, got '0'``, whether argparse
+finds it or a command does later (a missing file, a column that is not there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import NoReturn
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing; ``main`` prints it on one line and returns 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with its error on one line (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of the examples in each command's epilog."""
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--seeds``, ``--epochs``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """A class count: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"counts must be integers >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"counts must be integers >= 0, got {text!r}")
+    return value
+
+
+def _finite(text: str, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+    return value
+
+
+def imbalance(text: str) -> float:
+    """An imbalance factor: the largest class's count over the smallest's, >= 1."""
+    value = _finite(text, "a number >= 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number >= 1, got {text!r}")
+    return value
+
+
+def beta(text: str) -> float:
+    """Cui et al.'s beta for effective-number weights, in [0, 1)."""
+    value = _finite(text, "a number in [0, 1)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
+def open_unit_interval(text: str) -> float:
+    """A fraction strictly between 0 and 1 (``--test-size``)."""
+    value = _finite(text, "a number in (0, 1)")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
+    return value
+
+
+def gammas(text: str) -> tuple[float, ...]:
+    """A comma-separated list of gammas >= 0, such as ``0,0.5,1,2,5``."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers >= 0 such as 0,0.5,1,2,5, got {text!r}"
+        )
+    values = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated numbers such as 0,0.5,1,2,5; {item!r} is not a number"
+            ) from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"each gamma must be a number >= 0, got {item!r}")
+        values.append(value)
+    return tuple(values)

@@ -1,0 +1,310 @@
+"""Slow, obvious float64 reference implementations ("oracles") of the focal losses.
+
+Each oracle follows its definition one element at a time in float64 NumPy, on purpose: it shares
+no code with focalkit and uses none of torch's losses, so agreement with it means something. The
+only torch code here is :func:`torchvision_sigmoid_focal_loss`, a transcription of torchvision's
+published formula, and :func:`finite_difference_grad`, which works on torch tensors.
+
+Reductions: ``'none'`` returns the per-element array, ``'sum'`` its sum and ``'mean'`` what each
+oracle's docstring says; every result is float64 NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+PerClass = float | Sequence[float] | NDArray[Any] | torch.Tensor | None
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def _to_numpy(value: Any, dtype: type = np.float64) -> NDArray[Any]:
+    """A NumPy copy of an array-like or a torch tensor (detached, on the CPU)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().to(torch.float64 if dtype is np.float64 else value.dtype)
+        value = value.numpy()
+    return np.array(value, dtype=dtype)
+
+
+def _per_class_value(values: PerClass, c: int) -> float:
+    """``values[c]``, a scalar applied to every class, or 1 for ``None``."""
+    if values is None:
+        return 1.0
+    array = _to_numpy(values)
+    if array.ndim == 0:
+        return float(array)
+    return float(array[c])
+
+
+def _reduce(losses: Array, reduction: str, divisor: float) -> Array:
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return np.asarray(losses.sum(), dtype=np.float64)
+    if reduction == "mean":
+        return np.asarray(losses.sum() / divisor, dtype=np.float64)
+    raise ValueError(f"oracle: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _log_softmax(z: Array) -> list[float]:
+    """``log softmax(z)`` for one vector, stably: subtract the maximum first."""
+    top = max(float(v) for v in z)
+    log_total = math.log(sum(math.exp(float(v) - top) for v in z))
+    return [float(v) - top - log_total for v in z]
+
+
+def _softmax_element(
+    log_p: list[float], q: list[float], alpha: PerClass, weight: PerClass, gamma: float
+) -> float:
+    """``-sum_c q_c alpha_c w_c (1 - p_c)^gamma log p_c`` for one element."""
+    total = 0.0
+    for c, (log_pc, qc) in enumerate(zip(log_p, q, strict=True)):
+        if qc == 0.0:  # the term is 0; skipping it keeps 0 * inf out when log p_c = -inf
+            continue
+        a = _per_class_value(alpha, c)
+        w = _per_class_value(weight, c)
+        total += -qc * a * w * (1.0 - math.exp(log_pc)) ** gamma * log_pc
+    return total
+
+
+def _class_slice(index: tuple[int, ...]) -> tuple[Any, ...]:
+    """The index of the class vector ``logits[n, :, d1, ..., dk]`` for ``index = (n, d1..dk)``."""
+    return (index[0], slice(None), *index[1:])
+
+
+def softmax_focal_oracle(
+    logits: Any,
+    target: Any,
+    *,
+    gamma: float,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> Array:
+    """Softmax focal loss for class-index targets, one element at a time in float64.
+
+    ``logits`` is ``(N, C)`` or ``(N, C, d1, ..., dk)`` and ``target`` ``(N)`` or
+    ``(N, d1, ..., dk)``. For element ``n`` with target ``t``, ``p = softmax(logits[n])`` and
+    ``q = (1 - label_smoothing) * onehot(t) + label_smoothing / C``::
+
+        loss_n = -sum_c q_c * alpha_c * w_c * (1 - p_c)**gamma * log(p_c)
+
+    ``alpha`` is ``None`` (1), a float applied to every class, or one value per class; ``weight``
+    is ``None`` or one value per class. Elements whose target is ``ignore_index`` contribute 0.
+    ``'mean'`` divides the summed loss by ``sum(weight[t])`` over the elements not ignored (their
+    count if ``weight`` is ``None``); alpha never enters the divisor.
+    """
+    x = _to_numpy(logits)
+    t = _to_numpy(target, np.int64)
+    num_classes = x.shape[1]
+    if t.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"oracle: target shape {t.shape} does not fit logits {x.shape}")
+    losses = np.zeros(t.shape, dtype=np.float64)
+    divisor = 0.0
+    for index in np.ndindex(t.shape):
+        c = int(t[index])
+        if c == ignore_index:
+            continue
+        log_p = _log_softmax(x[_class_slice(index)])
+        q = [
+            (1.0 - label_smoothing) * (1.0 if k == c else 0.0) + label_smoothing / num_classes
+            for k in range(num_classes)
+        ]
+        losses[index] = _softmax_element(log_p, q, alpha, weight, gamma)
+        divisor += _per_class_value(weight, c)
+    return _reduce(losses, reduction, divisor)
+
+
+def softmax_focal_prob_oracle(
+    logits: Any,
+    target_probs: Any,
+    *,
+    gamma: float,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> Array:
+    """Softmax focal loss for probability targets (the logits' shape), in float64.
+
+    ``q = target * (1 - label_smoothing) + label_smoothing / C`` and the per-element loss is the
+    sum of :func:`softmax_focal_oracle`. ``'mean'`` divides by the number of elements
+    ``N * d1 * ... * dk``, not by weights, as ``F.cross_entropy`` does for probability targets.
+    """
+    x = _to_numpy(logits)
+    y = _to_numpy(target_probs)
+    if y.shape != x.shape:
+        raise ValueError(f"oracle: target shape {y.shape} differs from logits {x.shape}")
+    num_classes = x.shape[1]
+    element_shape = (x.shape[0], *x.shape[2:])
+    losses = np.zeros(element_shape, dtype=np.float64)
+    for index in np.ndindex(element_shape):
+        log_p = _log_softmax(x[_class_slice(index)])
+        q = [
+            float(v) * (1.0 - label_smoothing) + label_smoothing / num_classes
+            for v in y[_class_slice(index)]
+        ]
+        losses[index] = _softmax_element(log_p, q, alpha, weight, gamma)
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def _log_sigmoid(x: float) -> float:
+    """``log(sigmoid(x))`` without overflow for either sign of ``x``."""
+    if x >= 0:
+        return -math.log1p(math.exp(-x))
+    return x - math.log1p(math.exp(x))
+
+
+def _alpha_t(alpha: float | None, y: float) -> float:
+    if alpha is None:
+        return 1.0
+    return alpha * y + (1.0 - alpha) * (1.0 - y)
+
+
+def _broadcast(value: Any, shape: tuple[int, ...]) -> Array:
+    if value is None:
+        return np.ones(shape, dtype=np.float64)
+    return np.broadcast_to(_to_numpy(value), shape)
+
+
+def sigmoid_focal_oracle(
+    logits: Any,
+    target: Any,
+    *,
+    gamma: float,
+    alpha: float | None = 0.25,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+) -> Array:
+    """Sigmoid focal loss on logits, element by element in float64.
+
+    With ``p = sigmoid(x)``, ``log p`` and ``log(1 - p)`` computed stably from the logit::
+
+        bce     = -w * (pos_weight * y * log(p) + (1 - y) * log(1 - p))
+        p_t     = p * y + (1 - p) * (1 - y)
+        alpha_t = alpha * y + (1 - alpha) * (1 - y)        (1 when alpha is None)
+        loss    = alpha_t * (1 - p_t)**gamma * bce
+
+    ``weight`` and ``pos_weight`` broadcast to the logits as in ``BCEWithLogitsLoss`` (a 1-D
+    ``pos_weight`` runs along the last dimension). ``'mean'`` is the mean over all elements.
+    """
+    x = _to_numpy(logits)
+    y = _to_numpy(target)
+    w = _broadcast(weight, x.shape)
+    pw = _broadcast(pos_weight, x.shape)
+    losses = np.zeros(x.shape, dtype=np.float64)
+    for index in np.ndindex(x.shape):
+        xi, yi = float(x[index]), float(y[index])
+        log_p, log_1mp = _log_sigmoid(xi), _log_sigmoid(-xi)
+        bce = -float(w[index]) * (float(pw[index]) * yi * log_p + (1.0 - yi) * log_1mp)
+        p = math.exp(log_p)
+        p_t = p * yi + (1.0 - p) * (1.0 - yi)
+        losses[index] = _alpha_t(alpha, yi) * (1.0 - p_t) ** gamma * bce
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def _clamped_log(value: float) -> float:
+    """``max(log(value), -100)``, ``log(0)`` included, as ``F.binary_cross_entropy`` clamps."""
+    if value <= 0.0:
+        return -100.0
+    return max(math.log(value), -100.0)
+
+
+def binary_focal_oracle(
+    probs: Any,
+    target: Any,
+    *,
+    gamma: float,
+    alpha: float | None = 0.25,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> Array:
+    """Binary focal loss on probabilities, element by element in float64.
+
+    As :func:`sigmoid_focal_oracle` with ``p`` given directly and no ``pos_weight``; each log is
+    clamped at -100 as ``F.binary_cross_entropy`` does::
+
+        bce  = -w * (y * max(log p, -100) + (1 - y) * max(log(1 - p), -100))
+        loss = alpha_t * (1 - p_t)**gamma * bce
+    """
+    p_all = _to_numpy(probs)
+    y = _to_numpy(target)
+    w = _broadcast(weight, p_all.shape)
+    losses = np.zeros(p_all.shape, dtype=np.float64)
+    for index in np.ndindex(p_all.shape):
+        p, yi = float(p_all[index]), float(y[index])
+        bce = -float(w[index]) * (yi * _clamped_log(p) + (1.0 - yi) * _clamped_log(1.0 - p))
+        p_t = p * yi + (1.0 - p) * (1.0 - yi)
+        losses[index] = _alpha_t(alpha, yi) * (1.0 - p_t) ** gamma * bce
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def torchvision_sigmoid_focal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """``torchvision.ops.sigmoid_focal_loss``, its published formula written out in torch.
+
+    torchvision cannot be imported beside the CPU build of torch installed here (its wheels pin
+    a matching torch build), so the formula of ``torchvision/ops/focal_loss.py`` is transcribed
+    instead, keeping its argument names: ``p = sigmoid(inputs)``, ``ce`` the unreduced
+    ``binary_cross_entropy_with_logits``, ``p_t = p t + (1 - p)(1 - t)``,
+    ``loss = ce (1 - p_t)**gamma``, then ``alpha_t = alpha t + (1 - alpha)(1 - t)`` multiplies it
+    when ``alpha >= 0`` (a negative ``alpha`` turns the weighting off). An unknown ``reduction``
+    raises ``ValueError``, as current torchvision does.
+    """
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(
+        f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction modes: "
+        "'none', 'mean', 'sum'"
+    )
+
+
+def finite_difference_grad(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """Central differences ``(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)`` in float64.
+
+    ``fn`` maps a float64 tensor shaped like ``x`` to a scalar; the result has ``x``'s shape.
+    """
+    if x.dtype != torch.float64:
+        raise TypeError(f"finite_difference_grad(): x must be float64, got {x.dtype}")
+    base = x.detach().clone(memory_format=torch.contiguous_format)
+    grad = torch.zeros_like(base)
+    flat_base, flat_grad = base.view(-1), grad.view(-1)
+    with torch.no_grad():
+        for i in range(flat_base.numel()):
+            original = flat_base[i].item()
+            flat_base[i] = original + eps
+            upper = float(fn(base))
+            flat_base[i] = original - eps
+            lower = float(fn(base))
+            flat_base[i] = original
+            flat_grad[i] = (upper - lower) / (2.0 * eps)
+    return grad

@@ -1,0 +1,303 @@
+"""The oracles themselves, checked against facts that do not come from focalkit.
+
+At ``gamma=0`` each oracle must be torch's own loss (``cross_entropy``, the BCE losses), over
+reductions, options and shapes; the sigmoid oracle must be torchvision's formula at every gamma;
+and a few values are worked out by hand. If these fail, no test that uses an oracle means anything.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from oracles import (
+    binary_focal_oracle,
+    finite_difference_grad,
+    sigmoid_focal_oracle,
+    softmax_focal_oracle,
+    softmax_focal_prob_oracle,
+    torchvision_sigmoid_focal_loss,
+)
+
+REDUCTIONS = ["none", "mean", "sum"]
+SOFTMAX_SHAPES = {"2d": (6, 4), "3d": (3, 4, 5), "4d": (2, 4, 3, 2), "5d": (2, 3, 2, 2, 2)}
+TOLERANCE = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def _logits(shape: tuple[int, ...], seed: int, scale: float = 3.0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float64) * scale
+
+
+def _index_target(shape: tuple[int, ...], seed: int, ignore_index: int | None) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed + 1)
+    target = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator)
+    if ignore_index is not None:
+        flat = target.view(-1)
+        flat[:: max(1, flat.numel() // 3)] = ignore_index  # about a third of them, at least one
+    return target
+
+
+def _close(actual: object, expected: object) -> None:
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), **TOLERANCE)
+
+
+# ---------------------------------------------------------------- softmax, class-index targets
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES.values(), ids=SOFTMAX_SHAPES.keys())
+@pytest.mark.parametrize(
+    ("use_weight", "ignore_index", "label_smoothing"),
+    [(False, None, 0.0), (True, None, 0.0), (False, 1, 0.0), (False, None, 0.2), (True, 2, 0.15)],
+    ids=["plain", "weight", "ignore_index", "label_smoothing", "all"],
+)
+def test_softmax_oracle_gamma0_is_cross_entropy(
+    reduction: str,
+    shape: tuple[int, ...],
+    use_weight: bool,
+    ignore_index: int | None,
+    label_smoothing: float,
+) -> None:
+    logits = _logits(shape, seed=len(shape))
+    target = _index_target(shape, seed=3, ignore_index=ignore_index)
+    weight = torch.linspace(0.3, 2.0, shape[1], dtype=torch.float64) if use_weight else None
+    index = -100 if ignore_index is None else ignore_index
+    expected = F.cross_entropy(
+        logits,
+        target,
+        weight=weight,
+        ignore_index=index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    actual = softmax_focal_oracle(
+        logits,
+        target,
+        gamma=0.0,
+        weight=weight,
+        ignore_index=index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
+    assert actual.shape == tuple(expected.shape)
+    _close(actual, expected)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES.values(), ids=SOFTMAX_SHAPES.keys())
+@pytest.mark.parametrize(
+    ("use_weight", "label_smoothing"),
+    [(False, 0.0), (True, 0.0), (False, 0.25), (True, 0.1)],
+    ids=["plain", "weight", "label_smoothing", "both"],
+)
+def test_softmax_prob_oracle_gamma0_is_cross_entropy(
+    reduction: str, shape: tuple[int, ...], use_weight: bool, label_smoothing: float
+) -> None:
+    logits = _logits(shape, seed=7)
+    target = _logits(shape, seed=8, scale=1.0).softmax(1)
+    weight = torch.linspace(0.5, 1.7, shape[1], dtype=torch.float64) if use_weight else None
+    expected = F.cross_entropy(
+        logits, target, weight=weight, reduction=reduction, label_smoothing=label_smoothing
+    )
+    actual = softmax_focal_prob_oracle(
+        logits,
+        target,
+        gamma=0.0,
+        weight=weight,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
+    assert actual.shape == tuple(expected.shape)
+    _close(actual, expected)
+
+
+def test_softmax_prob_oracle_with_one_hot_targets_is_the_index_oracle() -> None:
+    logits = _logits((5, 3, 2), seed=11)
+    target = _index_target((5, 3, 2), seed=12, ignore_index=None)
+    one_hot = F.one_hot(target, 3).movedim(-1, 1).to(torch.float64)
+    for gamma in (0.0, 0.5, 2.0):
+        _close(
+            softmax_focal_prob_oracle(logits, one_hot, gamma=gamma, alpha=[0.2, 0.5, 0.3]),
+            softmax_focal_oracle(logits, target, gamma=gamma, alpha=[0.2, 0.5, 0.3]),
+        )
+
+
+def test_softmax_oracle_by_hand() -> None:
+    # Two equal logits: p = 1/2, so the loss is (1 - 1/2)**gamma * log 2.
+    logits = np.zeros((1, 2))
+    for gamma in (0.0, 0.5, 1.0, 2.0, 5.0):
+        _close(softmax_focal_oracle(logits, [0], gamma=gamma), 0.5**gamma * math.log(2.0))
+    # Three classes, logits log(1), log(2), log(5): p = (0.125, 0.25, 0.625); target 2, gamma 2,
+    # alpha 0.4 for that class, weight 3: 0.4 * 3 * 0.375**2 * -log 0.625.
+    logits = np.log([[1.0, 2.0, 5.0]])
+    expected = 0.4 * 3.0 * 0.375**2 * -math.log(0.625)
+    losses = softmax_focal_oracle(
+        logits, [2], gamma=2.0, alpha=[0.1, 0.2, 0.4], weight=[1.0, 1.0, 3.0], reduction="none"
+    )
+    _close(losses, [expected])
+    # 'mean' divides by the weight of the target class, never by alpha.
+    mean = softmax_focal_oracle(
+        logits, [2], gamma=2.0, alpha=[0.1, 0.2, 0.4], weight=[1.0, 1.0, 3.0]
+    )
+    _close(mean, expected / 3.0)
+
+
+def test_softmax_oracle_focal_factor_and_alpha() -> None:
+    # With no label smoothing, loss / ce == alpha_t * (1 - p_t)**gamma element by element.
+    logits = _logits((2, 5, 3), seed=21)
+    target = _index_target((2, 5, 3), seed=22, ignore_index=None)
+    ce = F.cross_entropy(logits, target, reduction="none").numpy()
+    p_t = logits.softmax(1).gather(1, target[:, None]).squeeze(1).numpy()
+    alpha = np.array([0.1, 0.3, 0.2, 0.25, 0.15])
+    for gamma in (0.5, 2.0, 3.5):
+        focal = softmax_focal_oracle(logits, target, gamma=gamma, alpha=alpha, reduction="none")
+        _close(focal, alpha[target.numpy()] * (1.0 - p_t) ** gamma * ce)
+        scalar = softmax_focal_oracle(logits, target, gamma=gamma, alpha=0.25, reduction="none")
+        _close(scalar, 0.25 * (1.0 - p_t) ** gamma * ce)
+
+
+def test_softmax_oracle_alpha_stays_out_of_the_mean_divisor() -> None:
+    # gamma=0 and per-class alpha: the 'sum' is cross_entropy's with weight=alpha, but 'mean'
+    # divides by the number of elements kept, where cross_entropy would divide by sum(alpha).
+    logits = _logits((7, 3), seed=31)
+    target = torch.tensor([0, 1, 2, 2, -100, 1, 0])
+    alpha = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    summed = F.cross_entropy(logits, target, weight=alpha, reduction="sum")
+    _close(softmax_focal_oracle(logits, target, gamma=0.0, alpha=alpha, reduction="sum"), summed)
+    _close(softmax_focal_oracle(logits, target, gamma=0.0, alpha=alpha), summed / 6)
+
+
+def test_softmax_oracle_is_stable_for_huge_logits() -> None:
+    logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0]])
+    losses = softmax_focal_oracle(logits, [0, 0], gamma=2.0, reduction="none")
+    _close(losses, [0.0, 1000.0])
+
+
+# ---------------------------------------------------------------- sigmoid and binary
+
+SIGMOID_SHAPES = {"1d": (7,), "2d": (5, 3), "3d": (2, 3, 4)}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", SIGMOID_SHAPES.values(), ids=SIGMOID_SHAPES.keys())
+@pytest.mark.parametrize(
+    ("use_weight", "use_pos_weight"),
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["plain", "weight", "pos_weight", "both"],
+)
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_sigmoid_oracle_gamma0_is_bce_with_logits(
+    reduction: str, shape: tuple[int, ...], use_weight: bool, use_pos_weight: bool, soft: bool
+) -> None:
+    logits = _logits(shape, seed=41, scale=4.0)
+    logits.view(-1)[:2] = torch.tensor([60.0, -60.0])  # stability on both signs
+    generator = torch.Generator().manual_seed(42)
+    target = torch.rand(shape, generator=generator, dtype=torch.float64)
+    if not soft:
+        target = target.round()
+    weight = _logits(shape[-1:], seed=43).abs() if use_weight else None
+    pos_weight = (
+        torch.linspace(0.5, 3.0, shape[-1], dtype=torch.float64) if use_pos_weight else None
+    )
+    expected = F.binary_cross_entropy_with_logits(
+        logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction
+    )
+    actual = sigmoid_focal_oracle(
+        logits,
+        target,
+        gamma=0.0,
+        alpha=None,
+        weight=weight,
+        pos_weight=pos_weight,
+        reduction=reduction,
+    )
+    assert actual.shape == tuple(expected.shape)
+    _close(actual, expected)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 5.0])
+@pytest.mark.parametrize("alpha", [0.25, 0.8, None])
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_sigmoid_oracle_is_torchvision(
+    reduction: str, gamma: float, alpha: float | None, soft: bool
+) -> None:
+    logits = _logits((4, 6), seed=51, scale=3.0)
+    generator = torch.Generator().manual_seed(52)
+    target = torch.rand((4, 6), generator=generator, dtype=torch.float64)
+    if not soft:
+        target = target.round()
+    expected = torchvision_sigmoid_focal_loss(
+        logits, target, alpha=-1.0 if alpha is None else alpha, gamma=gamma, reduction=reduction
+    )
+    actual = sigmoid_focal_oracle(logits, target, gamma=gamma, alpha=alpha, reduction=reduction)
+    _close(actual, expected)
+
+
+def test_sigmoid_oracle_by_hand() -> None:
+    # x = 0: p = 1/2 whatever the target, so the loss is alpha_t * 2**-gamma * log 2 (with
+    # pos_weight multiplying the positive's log term).
+    losses = sigmoid_focal_oracle(
+        [0.0, 0.0], [1.0, 0.0], gamma=2.0, alpha=0.25, pos_weight=3.0, reduction="none"
+    )
+    _close(losses, [0.25 * 0.25 * 3.0 * math.log(2.0), 0.75 * 0.25 * math.log(2.0)])
+
+
+def test_torchvision_transcription_rejects_unknown_reduction() -> None:
+    with pytest.raises(ValueError, match="reduction"):
+        torchvision_sigmoid_focal_loss(torch.zeros(2), torch.zeros(2), reduction="avg")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("use_weight", [False, True], ids=["plain", "weight"])
+def test_binary_oracle_gamma0_is_binary_cross_entropy(reduction: str, use_weight: bool) -> None:
+    generator = torch.Generator().manual_seed(61)
+    probs = torch.rand((4, 5), generator=generator, dtype=torch.float64)
+    probs[0, :4] = torch.tensor([0.0, 1.0, 1e-60, 1.0 - 1e-16], dtype=torch.float64)  # clamps
+    target = torch.rand((4, 5), generator=generator, dtype=torch.float64).round()
+    target[0, :4] = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    target[1, :2] = torch.tensor([0.3, 0.9], dtype=torch.float64)  # soft targets too
+    weight = torch.linspace(0.2, 2.0, 5, dtype=torch.float64) if use_weight else None
+    expected = F.binary_cross_entropy(probs, target, weight=weight, reduction=reduction)
+    actual = binary_focal_oracle(
+        probs, target, gamma=0.0, alpha=None, weight=weight, reduction=reduction
+    )
+    _close(actual, expected)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_binary_oracle_on_sigmoid_is_sigmoid_oracle(gamma: float) -> None:
+    logits = _logits((3, 4), seed=71, scale=2.0)
+    target = torch.rand((3, 4), generator=torch.Generator().manual_seed(72), dtype=torch.float64)
+    weight = [0.5, 1.0, 1.5, 2.0]
+    _close(
+        binary_focal_oracle(logits.sigmoid(), target, gamma=gamma, weight=weight),
+        sigmoid_focal_oracle(logits, target, gamma=gamma, weight=weight),
+    )
+
+
+# ---------------------------------------------------------------- finite differences
+
+
+def test_finite_differences_of_a_cubic() -> None:
+    x = _logits((3, 4), seed=81, scale=1.5)
+    numeric = finite_difference_grad(lambda v: (v**3).sum(), x)
+    assert numeric.shape == x.shape
+    assert numeric.dtype == torch.float64
+    torch.testing.assert_close(numeric, 3 * x**2, rtol=1e-7, atol=1e-8)
+
+
+def test_finite_differences_of_logsumexp_is_softmax() -> None:
+    x = _logits((2, 3, 2), seed=82).permute(1, 0, 2)  # not contiguous, on purpose
+    numeric = finite_difference_grad(lambda v: v.logsumexp(dim=(0, 1, 2)), x)
+    torch.testing.assert_close(numeric, x.flatten().softmax(0).view(x.shape), rtol=1e-6, atol=1e-9)
+    assert torch.equal(x, _logits((2, 3, 2), seed=82).permute(1, 0, 2))  # input left unchanged
+
+
+def test_finite_differences_refuse_float32() -> None:
+    with pytest.raises(TypeError, match="float64"):
+        finite_difference_grad(lambda v: v.sum(), torch.zeros(2))
