@@ -73,6 +73,22 @@ class _FocalBase(nn.Module):
                 )
         self.register_buffer("alpha", tensor)
 
+    def _set_softmax_settings(
+        self,
+        weight: ArrayLike | None,
+        ignore_index: int,
+        label_smoothing: float,
+        alpha: Alpha,
+        where: str,
+    ) -> None:
+        """The settings the softmax losses share with ``nn.CrossEntropyLoss``, and alpha."""
+        validation.check_ignore_index(ignore_index, where)
+        validation.check_unit_interval("label_smoothing", label_smoothing, where)
+        self.register_buffer("weight", _buffer(weight, "weight", where))
+        self._set_alpha(alpha, where, unit_interval=False)
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
+
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={_describe(self.alpha)}, reduction={self.reduction!r}"
 
@@ -102,14 +118,8 @@ class FocalLoss(_FocalBase):
         gamma: float = 2.0,
         alpha: Alpha = None,
     ) -> None:
-        where = "FocalLoss()"
-        super().__init__(reduction, gamma, where)
-        validation.check_ignore_index(ignore_index, where)
-        validation.check_unit_interval("label_smoothing", label_smoothing, where)
-        self.register_buffer("weight", _buffer(weight, "weight", where))
-        self._set_alpha(alpha, where, unit_interval=False)
-        self.ignore_index = int(ignore_index)
-        self.label_smoothing = float(label_smoothing)
+        super().__init__(reduction, gamma, "FocalLoss()")
+        self._set_softmax_settings(weight, ignore_index, label_smoothing, alpha, "FocalLoss()")
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return functional.softmax_focal_loss(
@@ -272,16 +282,11 @@ class LinearFocalLoss(_FocalBase):
     ) -> None:
         where = "LinearFocalLoss()"
         super().__init__(reduction, gamma, where)
-        validation.check_ignore_index(ignore_index, where)
-        validation.check_unit_interval("label_smoothing", label_smoothing, where)
+        self._set_softmax_settings(weight, ignore_index, label_smoothing, alpha, where)
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(
                 f"{where}: chunk_size must be a positive int or None, got {chunk_size!r}"
             )
-        self.register_buffer("weight", _buffer(weight, "weight", where))
-        self._set_alpha(alpha, where, unit_interval=False)
-        self.ignore_index = int(ignore_index)
-        self.label_smoothing = float(label_smoothing)
         self.chunk_size = chunk_size
 
     def forward(
