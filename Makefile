@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-EXTRAS := torch,cli,dev
+EXTRAS := torch,cli,keras-dev,dev
 
-.PHONY: install test demo lint typecheck pytest bench clean
+.PHONY: install test demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ test: install
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy src
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/keras3
+	for backend in tensorflow jax torch; do \
+		KERAS_BACKEND=$$backend $(BIN)/python -m pytest tests/keras3 src/focalkit/keras -q || exit 1; \
+	done
 
 demo: install
 	$(BIN)/focalkit demo

@@ -64,7 +64,9 @@ def time_ratios(case: Case, rounds: int, repeats: int) -> dict[tuple[str, str], 
         step(inputs)
     ratios: dict[tuple[str, str], list[float]] = {pair: [] for pair in case.pairs}
     for _ in range(rounds):
-        seconds = {name: _median_seconds(step, inputs, repeats) for name, step in case.steps.items()}
+        seconds = {
+            name: _median_seconds(step, inputs, repeats) for name, step in case.steps.items()
+        }
         for candidate, reference in case.pairs:
             ratios[(candidate, reference)].append(seconds[candidate] / seconds[reference])
     return ratios
@@ -93,7 +95,10 @@ def peak_growth(script: str, case: Case, step_name: str) -> int:
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     result = subprocess.run(
         [sys.executable, script, "--memory-child", case.name, step_name],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return int(json.loads(result.stdout.strip().splitlines()[-1])["growth"])
 
@@ -132,8 +137,9 @@ def main(script: str, cases: list[Case]) -> None:
             names = {name for pair in case.pairs for name in pair}
             growth = {name: peak_growth(script, case, name) for name in sorted(names)}
         for (candidate, reference), values in ratios.items():
+            median = statistics.median(values)
             line = (
-                f"{case.name}: {candidate} / {reference}: time median {statistics.median(values):.2f}x "
+                f"{case.name}: {candidate} / {reference}: time median {median:.2f}x "
                 f"(min {min(values):.2f}, max {max(values):.2f})"
             )
             if growth:

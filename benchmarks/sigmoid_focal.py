@@ -1,6 +1,6 @@
 """sigmoid_focal_loss forward+backward against BCE-with-logits and torchvision's formula.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/sigmoid_focal.py [--only NAME] [--rounds 7]
+OMP_WAIT_POLICY=PASSIVE python benchmarks/sigmoid_focal.py [--only NAME] [--rounds 7]
 """
 
 from __future__ import annotations

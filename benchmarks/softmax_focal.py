@@ -1,6 +1,6 @@
 """softmax_focal_loss forward+backward against F.cross_entropy and the eager focal formula.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/softmax_focal.py [--only NAME] [--rounds 7]
+OMP_WAIT_POLICY=PASSIVE python benchmarks/softmax_focal.py [--only NAME] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def _index_case(name: str, shape: tuple[int, ...], **options: Any) -> Case:
         return {"input": input, "target": target, "options": extra}
 
     steps = {
-        "focalkit": fwd_bwd(lambda x, i: focalkit.softmax_focal_loss(x, i["target"], **i["options"])),
+        "focalkit": fwd_bwd(
+            lambda x, i: focalkit.softmax_focal_loss(x, i["target"], **i["options"])
+        ),
         "cross_entropy": fwd_bwd(lambda x, i: F.cross_entropy(x, i["target"], **i["options"])),
     }
     pairs = [("focalkit", "cross_entropy")]
@@ -65,7 +67,10 @@ CASES = [
     _index_case("segmentation (8, 21, 128, 128)", (8, 21, 128, 128)),
     _index_case(
         "weight + 10% ignore + smoothing 0.1 (8192, 1000)",
-        (8192, 1000), weight=True, ignore_index=-100, label_smoothing=0.1,
+        (8192, 1000),
+        weight=True,
+        ignore_index=-100,
+        label_smoothing=0.1,
     ),
     _probability_case("probability targets (8192, 1000)", (8192, 1000)),
 ]
