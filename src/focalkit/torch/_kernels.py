@@ -41,8 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Elements per chunk: about 1 MiB of float32, so a chunk's temporaries stay in cache.
-CHUNK_ELEMENTS = 1 << 18
+# Elements per chunk. Each operation on a chunk is one parallel region (one wake-up of the thread
+# pool), so chunks are as large as the temporaries they need allow: the one-hot softmax path has
+# none of the input's size (it writes the gradient in place), the others have several.
+ONE_HOT_CHUNK = 1 << 24
+DISTRIBUTION_CHUNK = 1 << 20
+SIGMOID_CHUNK = 1 << 19
 
 Recompute = Callable[[Tensor], Tensor]
 
@@ -131,19 +135,23 @@ def _save(
     ctx.class_dim = class_dim
 
 
+def _no_autocast(tensor: Tensor) -> torch.autocast:
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def _unit_grad(result: tuple[Tensor, Tensor | None]) -> Tensor:
     if result[1] is None:
         raise RuntimeError("the kernel computed no gradient")
     return result[1]
 
 
-def _chunk_rows(row_elements: int) -> int:
-    return max(1, CHUNK_ELEMENTS // max(1, row_elements))
+def _chunk_rows(row_elements: int, chunk_elements: int) -> int:
+    return max(1, chunk_elements // max(1, row_elements))
 
 
-def row_chunks(rows: int, row_elements: int) -> Iterator[slice]:
-    """Slices of about ``CHUNK_ELEMENTS`` elements along dim 0 (from shapes only: no sync)."""
-    step = _chunk_rows(row_elements)
+def row_chunks(rows: int, row_elements: int, chunk_elements: int) -> Iterator[slice]:
+    """Slices of about ``chunk_elements`` elements along dim 0 (from shapes only: no sync)."""
+    step = _chunk_rows(row_elements, chunk_elements)
     for start in range(0, rows, step):
         yield slice(start, min(start + step, rows))
 
@@ -158,7 +166,8 @@ class SoftmaxFocal(_ScaledGrad):
     @staticmethod
     def forward(ctx: Any, input: Tensor, *args: Any) -> Tensor:
         *settings, recompute, needs_grad = args
-        out, unit_grad = _softmax_forward(input, *settings, needs_grad=needs_grad)
+        with _no_autocast(input):  # the math is float32 already; keep reductions there
+            out, unit_grad = _softmax_forward(input, *settings, needs_grad=needs_grad)
         rerun = partial(_softmax_forward, input, *settings, needs_grad=True)
         _save(ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), 1)
         return out
@@ -169,7 +178,7 @@ def _softmax_forward(
     index: Tensor | None,
     q: Tensor | None,
     class_coef: Tensor | None,
-    row_coef: Tensor,
+    row_coef: Tensor | None,
     gamma: float | Tensor,
     label_smoothing: float,
     divisor: Tensor | float,
@@ -183,13 +192,15 @@ def _softmax_forward(
         torch.empty_like(input, memory_format=torch.contiguous_format) if needs_grad else None
     )
     direct = unit_grad is not None and unit_grad.dtype == compute_dtype
+    one_hot = index is not None and label_smoothing == 0
+    chunk_elements = ONE_HOT_CHUNK if one_hot else DISTRIBUTION_CHUNK
     scratch = None
     if not direct:
-        scratch_shape = (min(rows, _chunk_rows(row_elements)), *input.shape[1:])
+        scratch_shape = (min(rows, _chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
         scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
     grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
     loss_rows = torch.empty((rows, 1, *input.shape[2:]), dtype=compute_dtype, device=input.device)
-    for chunk in row_chunks(rows, row_elements):
+    for chunk in row_chunks(rows, row_elements, chunk_elements):
         x = input[chunk].to(compute_dtype)
         work = unit_grad[chunk] if direct else scratch[: x.shape[0]]  # type: ignore[index]
         loss_rows[chunk] = _softmax_chunk(
@@ -198,7 +209,7 @@ def _softmax_forward(
             None if index is None else index[chunk],
             None if q is None else q[chunk],
             class_coef,
-            row_coef[chunk],
+            None if row_coef is None else row_coef[chunk],
             gamma[chunk] if isinstance(gamma, Tensor) else gamma,
             label_smoothing,
             grad_scale if needs_grad else None,
@@ -221,7 +232,7 @@ def _softmax_chunk(
     index: Tensor | None,
     q: Tensor | None,
     class_coef: Tensor | None,
-    row_coef: Tensor,
+    row_coef: Tensor | None,
     gamma: float | Tensor,
     label_smoothing: float,
     grad_scale: Tensor | float | None,
@@ -241,6 +252,8 @@ def _softmax_chunk(
         log_pt = x_target - shift - log_total
         one_minus_pt = -torch.expm1(log_pt)
         power = one_minus_pt.pow(gamma)
+        if row_coef is None:
+            raise ValueError("class-index targets need their elements' coefficients")
         coef = row_coef if class_coef is None else row_coef * class_coef[index]
         zero = coef == 0  # ignored elements: 0 even where log p_t = -inf
         loss = torch.where(zero, torch.zeros_like(coef), -coef * power * log_pt)
@@ -251,25 +264,20 @@ def _softmax_chunk(
             work.scatter_add_(1, index, slope)
         return loss
     # A distribution over classes: smoothed one-hot or probability targets.
-    prob = work.exp()
-    total = prob.sum(1, keepdim=True)
-    log_p = work.sub_(total.log())  # work holds log p
-    prob.div_(total)
+    log_p = F.log_softmax(x, 1)
+    prob = log_p.exp()
     weights = _target_weights(log_p, index, q, class_coef, row_coef, label_smoothing)
     one_minus_p = torch.rsub(prob, 1.0)
     focal_weights = weights * one_minus_p.pow(gamma)  # Q (1 - p)^gamma
-    loss = (focal_weights * log_p).sum(1, keepdim=True).neg_()
+    loss = torch.einsum("nc...,nc...->n...", focal_weights, log_p).unsqueeze(1).neg_()
     if grad_scale is not None:
-        # ratio = p log p / (1 - p), finite where p rounds to 1 (its factor is then 0).
+        # ratio = p log p / (1 - p), finite where p rounds to 1 (where its factor is 0).
         tiny = torch.finfo(one_minus_p.dtype).tiny
         ratio = (prob * log_p).div_(one_minus_p.clamp_min_(tiny))
-        # b = -f'(s) Q = Q (1 - p)^gamma (1 - gamma ratio);  gradient = -(b - p sum_c b_c)
-        if isinstance(gamma, Tensor):
-            b = focal_weights * (1.0 - gamma * ratio)
-        else:
-            b = torch.addcmul(focal_weights, focal_weights, ratio, value=-gamma)
-        torch.addcmul(b, prob, b.sum(1, keepdim=True), value=-1.0, out=work)
-        work.mul_(-grad_scale)
+        # a = Q f'(s) = Q (1 - p)^gamma (gamma ratio - 1), times grad_scale; gradient a - p sum a
+        scale = torch.as_tensor(grad_scale, dtype=x.dtype, device=x.device)
+        slope = torch.addcmul(-scale, ratio, gamma * scale).mul_(focal_weights)
+        torch.addcmul(slope, prob, slope.sum(1, keepdim=True), value=-1.0, out=work)
     return loss
 
 
@@ -278,7 +286,7 @@ def _target_weights(
     index: Tensor | None,
     q: Tensor | None,
     class_coef: Tensor | None,
-    row_coef: Tensor,
+    row_coef: Tensor | None,
     label_smoothing: float,
 ) -> Tensor:
     """``q alpha w`` per class (``q`` smoothed), times each element's coefficient."""
@@ -297,7 +305,7 @@ def _target_weights(
         raise ValueError("a class-index or a class-probability target is required")
     if class_coef is not None:
         weights = weights * class_coef.reshape((1, -1) + (1,) * (like.dim() - 2))
-    return weights * row_coef
+    return weights if row_coef is None else weights * row_coef
 
 
 class SigmoidFocal(_ScaledGrad):
@@ -310,7 +318,8 @@ class SigmoidFocal(_ScaledGrad):
     @staticmethod
     def forward(ctx: Any, input: Tensor, *args: Any) -> Tensor:
         *settings, recompute, needs_grad = args
-        out, unit_grad = _sigmoid_forward(input, *settings, needs_grad=needs_grad)
+        with _no_autocast(input):  # the math is float32 already; keep reductions there
+            out, unit_grad = _sigmoid_forward(input, *settings, needs_grad=needs_grad)
         rerun = partial(_sigmoid_forward, input, *settings, needs_grad=True)
         _save(ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), None)
         return out
@@ -346,7 +355,7 @@ def _sigmoid_forward(
     if reduction == "none":
         losses = torch.empty(batched.shape, dtype=compute_dtype, device=input.device)
     total = torch.zeros((), dtype=compute_dtype, device=input.device)
-    for chunk in row_chunks(rows, batched[:1].numel()):
+    for chunk in row_chunks(rows, batched[:1].numel(), SIGMOID_CHUNK):
         loss, grad = _sigmoid_chunk(
             batched[chunk].to(compute_dtype),
             y(chunk),
@@ -527,17 +536,18 @@ def _fused_pass(
         coef = row_coef[part]
         if grad_out is not None:  # 'none': each row's incoming gradient scales its row
             coef = coef * grad_out[part].reshape(-1, 1).to(compute)
-        loss_rows[part] = _softmax_chunk(
-            logits,
-            logits,
-            index[part],
-            None,
-            class_coef,
-            coef,
-            gamma,
-            label_smoothing,
-            grad_scale if with_grad else None,
-        ).reshape(-1)
+        with _no_autocast(logits):
+            loss_rows[part] = _softmax_chunk(
+                logits,
+                logits,
+                index[part],
+                None,
+                class_coef,
+                coef,
+                gamma,
+                label_smoothing,
+                grad_scale if with_grad else None,
+            ).reshape(-1)
         if not with_grad:
             continue
         unit = logits.to(classifier.dtype)  # d loss / d logits

@@ -267,12 +267,12 @@ def softmax_focal_loss(
 
     if not _kernels.applicable(input, target, w, alpha_per_class, scale, gamma):
         return definition(input).to(out_dtype)
-    row_coef = torch.ones(
-        (*loss_shape[:1], 1, *loss_shape[1:]), dtype=compute_dtype, device=input.device
-    )
+    row_coef = None  # each element's scale * kept, shaped (N, 1, d1, ...); None: all ones
     if kept is not None:
-        row_coef = row_coef * kept.unsqueeze(1)
+        row_coef = kept.unsqueeze(1).to(compute_dtype)
     if scale is not None:
+        if row_coef is None:
+            row_coef = like.new_ones((*loss_shape[:1], 1, *loss_shape[1:]))
         row_coef = row_coef * scale
     out: Tensor = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
         input,
