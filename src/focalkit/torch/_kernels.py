@@ -66,6 +66,13 @@ def use_kernels(enabled: bool) -> Iterator[None]:
         _ENABLED.reset(token)
 
 
+def compiling(*settings: object) -> bool:
+    """Whether ``torch.compile`` is tracing and no setting needs a gradient."""
+    if not torch.compiler.is_compiling():
+        return False
+    return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
+
+
 def applicable(input: Tensor, *settings: object) -> bool:
     """Whether the kernels take this call: not under ``torch.compile`` (which fuses the
     definition itself), and no setting that autograd should differentiate."""
@@ -558,3 +565,34 @@ def _fused_pass(
         if grad_bias is not None:
             grad_bias += logits.sum(0)
     return loss_rows, (grad_input, grad_classifier, grad_bias)
+
+
+class SigmoidFocalElementwise(torch.autograd.Function):
+    """The sigmoid focal loss per element, for ``torch.compile``: saves only its inputs.
+
+    Forward and backward are each a chain of element-wise operations that the compiler fuses
+    into one kernel; backward recomputes what it needs from the input (no buffer is kept).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        input: Tensor,
+        target: Tensor,
+        weight: Tensor | None,
+        pos_weight: Tensor | None,
+        alpha: float | Tensor | None,
+        gamma: float | Tensor,
+    ) -> Tensor:
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        loss, _ = _sigmoid_chunk(input, target, weight, pos_weight, alpha, gamma, with_grad=False)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> Any:
+        input, target, weight, pos_weight = ctx.saved_tensors
+        _, grad = _sigmoid_chunk(
+            input, target, weight, pos_weight, ctx.alpha, ctx.gamma, with_grad=True
+        )
+        return grad_out * grad, None, None, None, None, None

@@ -609,6 +609,11 @@ def sigmoid_focal_loss(
             loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
         return reduce(_apply_alpha(loss, a, y), reduction)
 
+    if _kernels.compiling(target, w, pw, a, gamma):
+        loss = _kernels.SigmoidFocalElementwise.apply(  # type: ignore[no-untyped-call]
+            input.to(compute_dtype), y, w, pw, a, gamma
+        )
+        return reduce(loss, reduction).to(out_dtype)
     if not _kernels.applicable(input, target, w, pw, a, gamma):
         return definition(input).to(out_dtype)
     out: Tensor = _kernels.SigmoidFocal.apply(  # type: ignore[no-untyped-call]
