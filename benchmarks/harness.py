@@ -3,9 +3,11 @@
 Time: the candidate and its reference run interleaved, round after round, so that drift on a
 noisy machine hits both; each round's ratio is a ratio of medians, and the report is the median
 ratio with its spread. Memory: each (case, function) pair runs once, forward and backward, in a
-fresh Python process; its cost is the growth of the peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs`` after the inputs exist) over the resident set before the call, so the
-gradients the call leaves behind count.
+fresh Python process, after one unmeasured run that pays the process's one-time initialisation
+(thread pool, kernel dispatch tables) and whose gradients are then freed; its cost is the growth of
+the peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident set
+before the measured call, so the gradients the call leaves behind count. The child runs with
+``MALLOC_MMAP_THRESHOLD_=131072`` so that freed buffers leave the resident set.
 """
 
 from __future__ import annotations
@@ -83,16 +85,25 @@ def _resident_kib(field: str) -> int:
 def memory_child(case: Case, step_name: str) -> None:
     """Runs in a fresh process: print the peak resident growth of one step, in bytes."""
     inputs = case.make()
+    step = case.steps[step_name]
+    step(inputs)  # once before measuring: one-time initialisation (thread pool, kernels)
+    for value in inputs.values():
+        if isinstance(value, torch.Tensor):
+            value.grad = None
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # reset VmHWM to the current resident set
     before = _resident_kib("VmRSS")
-    case.steps[step_name](inputs)
+    step(inputs)
     print(json.dumps({"growth": (_resident_kib("VmHWM") - before) * 1024}))
 
 
 def peak_growth(script: str, case: Case, step_name: str) -> int:
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    # A fixed mmap threshold: every large buffer is its own mapping, returned to the system when
+    # freed, so the resident set follows what is live (glibc's adaptive threshold would keep
+    # freed buffers of the unmeasured run in its heap).
+    env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     result = subprocess.run(
         [sys.executable, script, "--memory-child", case.name, step_name],
         capture_output=True,
@@ -113,8 +124,8 @@ def describe_machine() -> str:
 
 def main(script: str, cases: list[Case]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=None, help="run the cases whose name contains this")
     parser.add_argument("--no-memory", action="store_true")

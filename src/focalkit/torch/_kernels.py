@@ -399,25 +399,47 @@ def _sigmoid_chunk(
     *,
     with_grad: bool,
 ) -> tuple[Tensor, Tensor]:
+    """Loss and gradient of a chunk, in few element-wise passes (each one a parallel region)."""
     y = y.to(x.dtype)
+    p = torch.sigmoid(x)
+    q = torch.rsub(p, 1.0)
     log_p = F.logsigmoid(x)
-    p, q = torch.sigmoid(x), torch.sigmoid(-x)
-    negative = 1.0 - y
-    positive = y if pos_weight is None else y * pos_weight
-    bce = negative * x - (positive + negative) * log_p  # -[pw y log p + (1 - y) log(1 - p)]
-    one_minus_pt = y * q + negative * p
+    # BCE = (1 - y) x - (1 + (pw - 1) y) log p = -[pw y log p + (1 - y) log(1 - p)]
+    if pos_weight is None:
+        bce = torch.addcmul(x - log_p, y, x, value=-1.0)
+    else:
+        bce = torch.addcmul(x, y, x, value=-1.0).sub_(
+            torch.addcmul(torch.ones_like(y), y, pos_weight - 1.0).mul_(log_p)
+        )
+    one_minus_pt = torch.addcmul(p, y, q - p)  # y q + (1 - y) p
     scale = one_minus_pt.pow(gamma)
-    if alpha is not None:
-        scale = scale * (alpha * y + (1.0 - alpha) * negative)
+    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
+        scale.mul_(torch.addcmul(_as_tensor(1.0 - alpha, x), y, _as_tensor(2.0 * alpha - 1.0, x)))
     if weight is not None:
-        scale = scale * weight
+        scale.mul_(weight)
     loss = scale * bce
     if not with_grad:
         return loss, loss
-    bce_slope = negative * p - positive * q
-    ratio = _ratio_or(p * q, one_minus_pt, 1.0)  # p (1 - p) / (1 - p_t) -> 1 where p_t = 1
-    grad = scale * (gamma * (1.0 - 2.0 * y) * ratio * bce + bce_slope)
-    return loss, grad
+    # dBCE/dx = (1 - y) p - pw y (1 - p);  without pos_weight that is p - y.
+    if pos_weight is None:
+        bce_slope = p - y
+    else:
+        bce_slope = torch.addcmul(p, y, torch.addcmul(p, pos_weight, q), value=-1.0)
+    # p (1 - p) / (1 - p_t): where 1 - p_t = 0 its factor (1 - p_t)^gamma is 0, so any finite
+    # value does; the clamp keeps it finite.
+    tiny = torch.finfo(x.dtype).tiny
+    ratio = (
+        (p * q).div_(one_minus_pt.clamp_min_(tiny)).mul_(bce).mul_(torch.rsub(y, 1.0, alpha=2.0))
+    )
+    return loss, bce_slope.add_(ratio.mul_(gamma)).mul_(scale)
+
+
+def _as_tensor(value: float | Tensor, like: Tensor) -> Tensor:
+    return (
+        value
+        if isinstance(value, Tensor)
+        else torch.tensor(value, dtype=like.dtype, device=like.device)
+    )
 
 
 # Logits per chunk of the fused linear loss: about 32 MiB of float32.
