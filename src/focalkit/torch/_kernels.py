@@ -81,19 +81,20 @@ def applicable(input: Tensor, *settings: object) -> bool:
     return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
 
 
-def _ratio_or(numerator: Tensor, denominator: Tensor, limit: float) -> Tensor:
-    """``numerator / denominator`` where the denominator is positive, else ``limit``."""
-    positive = denominator > 0
-    safe = torch.where(positive, denominator, torch.ones_like(denominator))
-    return torch.where(positive, numerator / safe, torch.full_like(numerator, limit))
-
-
 def _focal_slope(
     log_p: Tensor, one_minus_p: Tensor, power: Tensor, gamma: float | Tensor
 ) -> Tensor:
-    """``f'(s) = u^gamma (gamma p s / u - 1)``, with ``p s / u -> -1`` as ``u -> 0``."""
-    p_log_p = log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)
-    return power * (gamma * _ratio_or(p_log_p, one_minus_p, -1.0) - 1.0)
+    """``f'(s) = u^gamma (gamma p s / u - 1)`` for ``f(s) = -u^gamma s``, ``u = 1 - e^s``.
+
+    ``p s / u`` tends to -1 as ``u -> 0``, where ``u^gamma`` is 0 (``gamma > 0``) or the ratio is
+    multiplied by ``gamma = 0``: any finite value there gives the right slope, and clamping ``u``
+    away from 0 (and ``s`` away from ``-inf``, where ``p s -> 0``) keeps it finite.
+    """
+    finfo = torch.finfo(log_p.dtype)
+    ratio = (log_p.exp() * log_p.clamp_min(finfo.min)).div_(one_minus_p.clamp_min(finfo.tiny))
+    if isinstance(gamma, Tensor):
+        return ratio.mul_(gamma).sub_(1.0).mul_(power)
+    return torch.addcmul(power, power, ratio, value=gamma).sub_(power, alpha=2.0)
 
 
 class _ScaledGrad(torch.autograd.Function):
@@ -256,18 +257,18 @@ def _softmax_chunk(
     if x_target is not None and index is not None:
         # One-hot target: only the target's log-probability enters the loss.
         log_total = work.exp_().sum(1, keepdim=True).log_()
-        log_pt = x_target - shift - log_total
-        one_minus_pt = -torch.expm1(log_pt)
+        log_pt = x_target - shift.add_(log_total)
+        one_minus_pt = torch.expm1(log_pt).neg_()
         power = one_minus_pt.pow(gamma)
         if row_coef is None:
             raise ValueError("class-index targets need their elements' coefficients")
         coef = row_coef if class_coef is None else row_coef * class_coef[index]
-        zero = coef == 0  # ignored elements: 0 even where log p_t = -inf
-        loss = torch.where(zero, torch.zeros_like(coef), -coef * power * log_pt)
+        ignored = coef == 0  # 0 even where log p_t = -inf
+        loss = torch.mul(power, log_pt).mul_(coef).neg_().masked_fill_(ignored, 0.0)
         if grad_scale is not None:
-            slope = coef * _focal_slope(log_pt, one_minus_pt, power, gamma) * grad_scale
-            slope = torch.where(zero, torch.zeros_like(slope), slope)  # dl/ds_t
-            work.mul_(-slope * torch.exp(-log_total))  # -slope * p_j
+            slope = _focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
+            slope.masked_fill_(ignored, 0.0)  # dl/ds_t
+            work.mul_(torch.exp(log_total.neg_()).mul_(slope).neg_())  # -slope * p_j
             work.scatter_add_(1, index, slope)
         return loss
     # A distribution over classes: smoothed one-hot or probability targets.
