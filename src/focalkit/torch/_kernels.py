@@ -444,7 +444,7 @@ def _as_tensor(value: float | Tensor, like: Tensor) -> Tensor:
 
 
 # Logits per chunk of the fused linear loss: about 32 MiB of float32.
-FUSED_CHUNK_BYTES = 1 << 25
+FUSED_CHUNK_BYTES = 1 << 26
 
 
 def fused_chunk_rows(rows: int, num_classes: int, dtype: torch.dtype) -> int:
