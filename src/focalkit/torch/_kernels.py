@@ -443,14 +443,19 @@ def _as_tensor(value: float | Tensor, like: Tensor) -> Tensor:
     )
 
 
-# Logits per chunk of the fused linear loss: about 32 MiB of float32.
+# Logits per chunk of the fused linear loss: about 64 MiB of float32, and at least 256 rows as
+# long as that stays under 256 MiB. Every chunk adds its part of the classifier's gradient, a pass
+# over a (C, D) matrix, so large vocabularies want fewer, taller chunks.
 FUSED_CHUNK_BYTES = 1 << 26
+FUSED_MAX_CHUNK_BYTES = 1 << 28
+FUSED_MIN_ROWS = 256
 
 
 def fused_chunk_rows(rows: int, num_classes: int, dtype: torch.dtype) -> int:
     """Rows per chunk of the fused loss, from the shapes alone."""
     per_row = num_classes * max(torch.finfo(dtype).bits // 8, 4)
-    return max(1, min(rows, FUSED_CHUNK_BYTES // per_row))
+    chunk = max(FUSED_CHUNK_BYTES // per_row, min(FUSED_MIN_ROWS, FUSED_MAX_CHUNK_BYTES // per_row))
+    return max(1, min(rows, chunk))
 
 
 class FusedSettings(NamedTuple):
