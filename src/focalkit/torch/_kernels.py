@@ -451,10 +451,16 @@ FUSED_MAX_CHUNK_BYTES = 1 << 28
 FUSED_MIN_ROWS = 256
 
 
-def fused_chunk_rows(rows: int, num_classes: int, dtype: torch.dtype) -> int:
-    """Rows per chunk of the fused loss, from the shapes alone."""
+def fused_chunk_rows(rows: int, num_classes: int, dtype: torch.dtype, *, one_hot: bool) -> int:
+    """Rows per chunk of the fused loss, from the shapes alone.
+
+    Label smoothing takes the all-class path, which holds several chunk-sized temporaries, so
+    its chunks are a quarter of the size.
+    """
     per_row = num_classes * max(torch.finfo(dtype).bits // 8, 4)
     chunk = max(FUSED_CHUNK_BYTES // per_row, min(FUSED_MIN_ROWS, FUSED_MAX_CHUNK_BYTES // per_row))
+    if not one_hot:
+        chunk //= 4
     return max(1, min(rows, chunk))
 
 

@@ -871,7 +871,9 @@ def linear_softmax_focal_loss(
         row_coef = kept.unsqueeze(1).to(compute_dtype)
         if scale is not None:
             row_coef = row_coef * scale
-        chunk = chunk_size or _kernels.fused_chunk_rows(hidden.shape[0], num_classes, compute_dtype)
+        chunk = chunk_size or _kernels.fused_chunk_rows(
+            hidden.shape[0], num_classes, compute_dtype, one_hot=label_smoothing == 0
+        )
         settings = _kernels.FusedSettings(
             index,
             _product(alpha_per_class, w),
