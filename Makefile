@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-EXTRAS := torch,cli,keras-dev,dev
+EXTRAS := torch,cli,keras-dev,gbdt-dev,dev
 
 .PHONY: install test demo bench clean
 
