@@ -68,7 +68,8 @@ def _margins(margin: ArrayLike, name: str, ndim: int, where: str) -> Array:
     if array.ndim != ndim:
         expected = "(N,)" if ndim == 1 else "(N, K)"
         raise ValueError(f"{where}: {name} must have shape {expected}, got {array.shape}")
-    return np.array(array, dtype=np.float64)  # a copy: the caller's array is never written
+    # Every operation below makes new arrays: the caller's array is never written.
+    return np.asarray(array, dtype=np.float64)
 
 
 def _labels(
@@ -118,17 +119,14 @@ def _binary_parts(
     sign = 2.0 * y - 1.0
     z = sign * x
     # One exp and one log1p for both softplus terms: softplus(+-z) = max(+-z, 0) + log1p(e^-|z|).
-    t = np.exp(-np.abs(z))
-    log1p_t = np.log1p(t)
-    positive = z >= 0
-    loss_ce = np.where(positive, 0.0, -z) + log1p_t  # -log p_t = softplus(-z)
-    log_q = -(np.where(positive, z, 0.0) + log1p_t)  # log(1 - p_t) = -softplus(z)
-    inv = 1.0 / (1.0 + t)
-    p = np.where(positive, inv, t * inv)
-    q = np.where(positive, t * inv, inv)
+    # (Arithmetic rather than np.where, which is several times slower per element.)
+    log1p_t = np.log1p(np.exp(-np.abs(z)))
+    loss_ce = np.maximum(-z, 0.0) + log1p_t  # -log p_t = softplus(-z)
+    log_q = -(np.maximum(z, 0.0) + log1p_t)  # log(1 - p_t) = -softplus(z)
+    p, q = np.exp(-loss_ce), np.exp(log_q)
     power = np.ones_like(z) if gamma == 0 else (q * q if gamma == 2 else np.exp(gamma * log_q))
-    if alpha is not None:
-        power *= np.where(y == 1, alpha, 1.0 - alpha)
+    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
+        power *= (1.0 - alpha) + (2.0 * alpha - 1.0) * y
     return np.asarray(sign, dtype=np.float64), power, p, q, loss_ce
 
 
@@ -187,10 +185,18 @@ def binary_focal_grad_hess(
     where = "binary_focal_grad_hess()"
     _check_settings(gamma, min_hessian, where)
     sign, scale, p, q, loss_ce = _binary_parts(margin, label, gamma, alpha, where)
+    if gamma == 0:  # the logistic loss: g = -sign alpha_t q, h = alpha_t p q
+        grad, hess = -sign * scale * q, scale * p * q
+    else:
+        gamma_loss = gamma * loss_ce
+        grad = -sign * scale * (gamma_loss * p + q)
+        # h = alpha_t p q^gamma (gamma L (gamma p - q) + (2 gamma + 1) q)
+        hess = scale * p * (gamma_loss * (gamma * p - q) + (2 * gamma + 1) * q)
+    np.maximum(hess, min_hessian, out=hess)
+    if weight is None:
+        return grad, hess
     weight_array = _row_weight(weight, p.shape[0], where)
-    grad = -sign * scale * (gamma * p * loss_ce + q)
-    hess = scale * p * (gamma * gamma * p * loss_ce - gamma * q * loss_ce + (2 * gamma + 1) * q)
-    return grad * weight_array, np.maximum(hess, min_hessian) * weight_array
+    return grad * weight_array, hess * weight_array
 
 
 def _class_alpha(alpha: float | Sequence[float] | None, num_classes: int, where: str) -> Array:
@@ -218,22 +224,26 @@ def _softmax_parts(
     rows, num_classes = z.shape
     y = _labels(label, rows, num_classes, where)
     alpha_y = _class_alpha(alpha, num_classes, where)[y]
-    shift = z.max(axis=1, keepdims=True)
-    lse = shift[:, 0] + np.log(np.exp(z - shift).sum(axis=1))
-    p = np.exp(z - lse[:, None])
-    others = z.copy()
-    others[np.arange(rows), y] = -np.inf
-    other_shift = others.max(axis=1, keepdims=True)
-    finite = np.isfinite(other_shift)
-    other_shift = np.where(finite, other_shift, 0.0)
-    with np.errstate(divide="ignore"):
-        lse_others = other_shift[:, 0] + np.log(np.exp(others - other_shift).sum(axis=1))
-    u = np.exp(lse_others - lse)  # 1 - p_y, exact where p_y rounds to 1
-    z_y = z[np.arange(rows), y]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    index = np.arange(rows)
+    # Row reductions over a short class axis: a loop over columns and a matrix-vector product are
+    # several times faster in NumPy than max/sum along axis 1.
+    shift = z[:, 0].copy()
+    for column in range(1, num_classes):
+        np.maximum(shift, z[:, column], out=shift)
+    ones = np.ones(num_classes)
+    e = np.exp(z - shift[:, None])
+    total = e @ ones
+    lse = shift + np.log(total)
+    p = e / total[:, None]
+    e[index, y] = 0.0
+    others = e @ ones  # sum over the other classes, without cancellation
+    u = others / total  # 1 - p_y, exact where p_y rounds to 1
+    # p_j / u = e_j / others for j != y (0 where every other class underflowed: u = 0 there)
+    ratio_to_u = e / np.where(others > 0, others, np.inf)[:, None]
+    z_y = z[index, y]
+    with np.errstate(divide="ignore", invalid="ignore"):
         s = np.where(u < 0.5, np.log1p(-np.minimum(u, 0.5)), z_y - lse)  # log p_y, exact forms
         r = np.where(u > 0, s / np.where(u > 0, u, 1.0), -1.0)
-        ratio_to_u = np.exp(z - lse_others[:, None])  # p_j / u for j != y
     return alpha_y, y, p, u, s, r, ratio_to_u
 
 
