@@ -1,48 +1,33 @@
 r"""Focal-loss gradients and Hessians with respect to margins, for gradient-boosted trees.
 
-NumPy only: the XGBoost and LightGBM adapters (``focalkit.xgboost``, ``focalkit.lightgbm``) call
-these. The loss is focalkit's own: ``sigmoid_focal_loss`` for the binary objective and
-``softmax_focal_loss`` for the multi-class one, differentiated by hand in a stable form, in
-float64, and never writing into the caller's arrays.
+NumPy only: this module imports neither torch nor a boosting library. :mod:`focalkit.xgboost`
+and :mod:`focalkit.lightgbm` adapt it to each library's calling conventions.
 
-**Binary.** With margin :math:`x`, label :math:`y \in \{0, 1\}`, the signed margin
-:math:`z = x` for :math:`y = 1` and :math:`z = -x` for :math:`y = 0`, :math:`p = \sigma(z)`
-(that is :math:`p_t`), :math:`q = 1 - p` and :math:`L = -\log p`:
+The losses are :func:`focalkit.sigmoid_focal_loss` (binary) and
+:func:`focalkit.softmax_focal_loss` (multi-class) with the margin (raw score) as the logit. A
+boosting round needs, per row, the derivative :math:`g` of the loss with respect to each margin
+and the second derivative :math:`h`. Both are derived by hand (the docstrings give them) and
+computed in log space, so they are finite and keep their relative precision at margins of
+:math:`\pm 10^4` and for :math:`0 < \gamma < 1`, where autograd of the naive formula meets
+:math:`0 \cdot \infty`. All results are float64; the caller's arrays are never written to.
 
-.. math::
-    \ell = \alpha_t q^\gamma L, \qquad
-    \frac{\partial \ell}{\partial z} = -\alpha_t q^\gamma (\gamma p L + q), \qquad
-    \frac{\partial^2 \ell}{\partial z^2}
-        = \alpha_t\, p\, q^\gamma \left(\gamma^2 p L - \gamma q L + (2\gamma + 1) q\right),
+**The Hessian floor.** Unlike cross-entropy, the focal loss is not convex in the margin: for
+badly misclassified rows with :math:`\gamma > 0` the exact :math:`h` is negative, and for
+confident correct rows it tends to 0. A tree's leaf value is :math:`-\sum g / (\sum h + \lambda)`,
+so a negative or vanishing sum of Hessians sends it the wrong way or to infinity. The functions
+here therefore return ``hess = weight * max(h, min_hessian)``, with :math:`h` the exact
+unweighted second derivative, and ``grad = weight * g`` exactly. XGBoost's own objectives floor
+their Hessians the same way (at ``1e-16``).
 
-and :math:`g = \pm \partial\ell/\partial z`, :math:`h = \partial^2\ell/\partial z^2`. Every factor
-is a power of :math:`q = e^{-\mathrm{softplus}(z)}` or a softplus, finite for any margin and any
-:math:`\gamma \ge 0`.
-
-**Multi-class.** With :math:`p = \operatorname{softmax}(z)`, the label's :math:`u = 1 - p_y`
-(from a log-sum-exp over the other classes, so it is exact where :math:`p_y` rounds to 1),
-:math:`s = \log p_y`, :math:`r = s / u` (:math:`\to -1` as :math:`u \to 0`) and
-:math:`d_j = [j = y] - p_j`:
-
-.. math::
-    g_j = \alpha_y f'(s)\, d_j, \qquad
-    h_j = \alpha_y \left(f''(s)\, d_j^2 - f'(s)\, p_j (1 - p_j)\right),
-
-    f'(s) = u^\gamma (\gamma p_y r - 1), \qquad
-    f''(s)\, d_j^2 = \gamma\, p_y\, u^{\gamma + 1} (2 + r (1 - \gamma p_y)) (d_j / u)^2,
-
-where :math:`d_j / u` is 1 for the label and :math:`-e^{z_j - \mathrm{lse}_{k \ne y} z_k}`
-otherwise: bounded, whatever :math:`u`.
-
-**Hessian floor.** The focal loss is not convex in the margin: its second derivative is negative
-for confident mistakes when :math:`\gamma > 0`, and near zero for confident hits. Trees divide
-by the summed Hessian of a leaf, so ``hess`` is ``weight * max(h, min_hessian)``, with ``h`` the
-exact unweighted second derivative; ``grad`` is exact.
+References:
+    Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -58,97 +43,208 @@ __all__ = [
     "softmax_focal_value",
 ]
 
-Array = NDArray[np.float64]
+Array: TypeAlias = NDArray[np.float64]
+SoftmaxAlpha: TypeAlias = float | Sequence[float] | NDArray[Any] | None
 
 
-def _margins(margin: ArrayLike, name: str, ndim: int, where: str) -> Array:
-    array = np.asarray(margin)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"{where}: {name} must hold numbers, got dtype {array.dtype}")
-    if array.ndim != ndim:
-        expected = "(N,)" if ndim == 1 else "(N, K)"
-        raise ValueError(f"{where}: {name} must have shape {expected}, got {array.shape}")
-    # Every operation below makes new arrays: the caller's array is never written.
-    return np.asarray(array, dtype=np.float64)
+# ------------------------------------------------------------------------------ argument checks
+# Shared with the adapters, which check their configuration when built, not at round 40 000.
 
 
-def _labels(
-    label: ArrayLike, rows: int, num_classes: int, where: str, *, binary: bool = False
-) -> NDArray[np.int64]:
-    array = np.asarray(label)
-    if array.ndim != 1 or array.shape[0] != rows:
-        raise ValueError(f"{where}: label must have shape ({rows},), got {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        whole = np.issubdtype(array.dtype, np.floating) and bool(np.all(array == np.round(array)))
-        if not whole:
-            raise ValueError(f"{where}: label must hold integer class labels, got {array[:5]}...")
-    labels = array.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)][0]
-        expected = "{0, 1}" if binary else f"[0, {num_classes})"
-        raise ValueError(f"{where}: label values must be in {expected}, got {bad}")
-    return labels
+def check_min_hessian(min_hessian: object, where: str) -> float:
+    """``min_hessian`` as a float: a real number, not NaN (``-inf`` turns the floor off)."""
+    if not validation.is_number(min_hessian) or math.isnan(float(min_hessian)):  # type: ignore[arg-type]
+        raise ValueError(f"{where}: min_hessian must be a real number, got {min_hessian!r}")
+    return float(min_hessian)  # type: ignore[arg-type]
 
 
-def _row_weight(weight: ArrayLike | None, rows: int, where: str) -> Array:
-    if weight is None:
-        return np.ones(rows)
-    array = np.asarray(weight, dtype=np.float64)
-    if array.shape != (rows,):
-        raise ValueError(f"{where}: weight must have shape ({rows},), got {array.shape}")
+def check_num_class(num_class: object, where: str) -> int:
+    """``num_class`` as an int ``>= 2``."""
+    if not isinstance(num_class, (int, np.integer)) or isinstance(num_class, bool):
+        raise ValueError(f"{where}: num_class must be an int >= 2, got {num_class!r}")
+    if num_class < 2:
+        raise ValueError(f"{where}: num_class must be >= 2, got {num_class}")
+    return int(num_class)
+
+
+def check_binary_alpha(alpha: object, where: str) -> float | None:
+    """``alpha`` of the binary loss: ``None`` or a number in ``[0, 1]``."""
+    if alpha is None:
+        return None
+    validation.check_unit_interval("alpha", alpha, where)
+    return float(alpha)  # type: ignore[arg-type]
+
+
+def check_softmax_alpha(alpha: object, num_class: int, where: str) -> float | Array | None:
+    """``alpha`` of the multi-class loss: ``None``, a number ``>= 0`` or one value per class."""
+    if alpha is None:
+        return None
+    if validation.is_number(alpha):
+        validation.check_nonnegative("alpha", alpha, where)
+        return float(alpha)  # type: ignore[arg-type]
+    try:
+        values = np.array(alpha, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: alpha must be None, a number or one number per class, got {alpha!r}"
+        ) from None
+    validation.check_per_class_length("alpha", values.shape, num_class, where)
+    if not np.all(np.isfinite(values) & (values >= 0)):
+        raise ValueError(f"{where}: alpha values must be finite and >= 0, got {values.tolist()}")
+    return values
+
+
+def _margin_vector(margin: ArrayLike, where: str) -> Array:
+    array = np.asarray(margin, dtype=np.float64)  # no copy for float64 input; never written to
+    if array.ndim != 1:
+        raise ValueError(f"{where}: margin must be 1-D of shape (N,), got shape {array.shape}")
     return array
 
 
-def _check_settings(gamma: float, min_hessian: float, where: str) -> None:
-    validation.check_gamma(gamma, where)
-    validation.check_nonnegative("min_hessian", min_hessian, where)
+def _margin_matrix(margins: ArrayLike, where: str) -> Array:
+    array = np.asarray(margins, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise ValueError(
+            f"{where}: margins must be 2-D of shape (N, K) with K >= 2 classes, "
+            f"got shape {array.shape}"
+        )
+    return array
 
 
-def _softplus(x: Array) -> Array:
-    return np.logaddexp(0.0, x)
+def _label_array(label: ArrayLike, rows: int, margin_name: str, where: str) -> NDArray[Any]:
+    array = np.asarray(label)
+    if array.shape != (rows,):
+        raise ValueError(
+            f"{where}: expected label of shape ({rows},) for {margin_name} with {rows} rows, "
+            f"got {array.shape}"
+        )
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(f"{where}: label must be numeric, got dtype {array.dtype}")
+    return array
 
 
-def _binary_parts(
-    margin: ArrayLike, label: ArrayLike, gamma: float, alpha: float | None, where: str
-) -> tuple[Array, Array, Array, Array, Array]:
-    """Sign, alpha_t, p = p_t, q = 1 - p_t, q^gamma and L = -log p_t, per row."""
-    x = _margins(margin, "margin", 1, where)
-    y = _labels(label, x.shape[0], 2, where, binary=True)
-    if alpha is not None:
-        validation.check_unit_interval("alpha", alpha, where)
-    sign = 2.0 * y - 1.0
-    z = sign * x
-    # One exp and one log1p for both softplus terms: softplus(+-z) = max(+-z, 0) + log1p(e^-|z|).
-    # (Arithmetic rather than np.where, which is several times slower per element.)
-    log1p_t = np.log1p(np.exp(-np.abs(z)))
-    loss_ce = np.maximum(-z, 0.0) + log1p_t  # -log p_t = softplus(-z)
-    log_q = -(np.maximum(z, 0.0) + log1p_t)  # log(1 - p_t) = -softplus(z)
-    p, q = np.exp(-loss_ce), np.exp(log_q)
-    power = np.ones_like(z) if gamma == 0 else (q * q if gamma == 2 else np.exp(gamma * log_q))
-    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
-        power *= (1.0 - alpha) + (2.0 * alpha - 1.0) * y
-    return np.asarray(sign, dtype=np.float64), power, p, q, loss_ce
+def _binary_label(label: ArrayLike, rows: int, where: str) -> Array:
+    """The labels as float64 0.0 and 1.0, after checking that every label is 0 or 1."""
+    array = _label_array(label, rows, "margin", where)
+    bad = ~((array == 1) | (array == 0))
+    if np.any(bad):
+        raise ValueError(f"{where}: label values must be 0 or 1, got {array[bad][0].item()!r}")
+    return np.asarray(array, dtype=np.float64)
 
 
-def binary_focal_value(
-    margin: ArrayLike,
-    label: ArrayLike,
-    *,
-    gamma: float = 2.0,
-    alpha: float | None = 0.25,
-    weight: ArrayLike | None = None,
-    min_hessian: float = 1e-6,
-) -> Array:
-    """Per-row ``sigmoid_focal_loss`` of raw margins ``(N,)``, times ``weight`` if given.
+def _class_index(label: ArrayLike, rows: int, num_class: int, where: str) -> NDArray[np.intp]:
+    """Integer class indices in ``[0, num_class)``, after checking them."""
+    array = _label_array(label, rows, "margins", where)
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        index = array.astype(np.intp)
+        bad = (index < 0) | (index >= num_class)
+    else:
+        bad = ~((array >= 0) & (array < num_class) & (array == np.floor(array)))  # NaN is bad
+        index = np.where(bad, 0, array).astype(np.intp)
+    if np.any(bad):
+        first = array[bad][0].item()
+        raise ValueError(
+            f"{where}: label values must be integers in [0, {num_class}), got {first!r}"
+        )
+    return index
 
-    Example:
-        >>> binary_focal_value([2.0, -1.0], [1, 1], gamma=2.0, alpha=None).round(4)
-        array([0.0018, 0.7019])
+
+def _weight_vector(weight: ArrayLike | None, rows: int, where: str) -> Array | None:
+    if weight is None:
+        return None
+    array = np.asarray(weight, dtype=np.float64)
+    if array.shape != (rows,):
+        raise ValueError(
+            f"{where}: expected weight of shape ({rows},), one per row, got {array.shape}"
+        )
+    return array
+
+
+# ------------------------------------------------------------------------------ binary
+
+
+_BLOCK_ROWS = 32768  # rows per block: 256 KiB float64 temporaries, reused while in cache
+
+
+def _binary_terms(
+    margin: Array, y: Array, gamma: float
+) -> tuple[Array, Array, Array, Array | None]:
+    r""":math:`p_t`, :math:`q = 1 - p_t`, :math:`-L = \log p_t` and :math:`q^\gamma`, in log space.
+
+    With the signed margin :math:`u = (2y - 1) x`, :math:`p_t = \sigma(u)`, and from
+    :math:`\lambda = \log(1 + e^{-|u|})` (nothing overflows):
+
+    .. math::
+        \log p_t = \min(u, 0) - \lambda, \qquad \log q = \min(-u, 0) - \lambda,
+
+    both exact to a few ulps, so :math:`p_t = e^{\log p_t}`, :math:`q = e^{\log q}` and
+    :math:`q^\gamma = e^{\gamma \log q}` keep their relative precision where they are tiny.
+    The last is ``None`` for ``gamma == 0``.
     """
-    where = "binary_focal_value()"
-    _check_settings(gamma, min_hessian, where)
-    _, scale, _, _, loss_ce = _binary_parts(margin, label, gamma, alpha, where)
-    return scale * loss_ce * _row_weight(weight, loss_ce.shape[0], where)
+    u = np.multiply(y, 2.0)
+    u -= 1.0
+    u *= margin
+    softplus = np.abs(u)
+    np.negative(softplus, out=softplus)
+    np.exp(softplus, out=softplus)
+    np.log1p(softplus, out=softplus)  # lambda = log(1 + exp(-|u|))
+    log_pt = np.minimum(u, 0.0)
+    log_pt -= softplus
+    log_q = np.negative(u, out=u)
+    np.minimum(log_q, 0.0, out=log_q)
+    log_q -= softplus
+    p_t = np.exp(log_pt, out=softplus)
+    one_minus_pt = np.exp(log_q)
+    focal = None
+    if gamma != 0:
+        focal = np.multiply(log_q, gamma, out=log_q)
+        np.exp(focal, out=focal)
+    return p_t, one_minus_pt, log_pt, focal
+
+
+def _binary_block(
+    x: Array,
+    y: Array,
+    gamma: float,
+    alpha: float | None,
+    floor: float,
+    grad: Array,
+    hess: Array,
+) -> None:
+    """Unweighted ``grad`` and floored ``hess`` of one block of rows, written into the outputs."""
+    p_t, q, log_pt, focal = _binary_terms(x, y, gamma)
+    # With F = q + gamma p L (L = -log p_t):  dl/du = -q^gamma F and
+    # d2l/du2 = p q^gamma [(1 + 2 gamma) q + gamma L (gamma p - q)]
+    #         = gamma p q^gamma [q ((1 + gamma) / gamma - L) + F].
+    if focal is None:  # gamma == 0: dl/du = -q, d2l/du2 = p q
+        np.copyto(grad, q)
+        curvature = np.multiply(p_t, q, out=log_pt)
+        scale = 1.0
+    else:
+        np.multiply(p_t, log_pt, out=grad)
+        grad *= -gamma
+        grad += q  # F
+        curvature = np.add(log_pt, (1.0 + gamma) / gamma, out=log_pt)
+        curvature *= q
+        curvature += grad
+        curvature *= p_t
+        curvature *= focal
+        grad *= focal  # -dl/du
+        scale = gamma
+    # g = (du/dx) dl/du with du/dx = 2y - 1, times alpha_t = (1 - alpha) + (2 alpha - 1) y;
+    # -(2y - 1) alpha_t = (1 - alpha) - y.
+    if alpha is None:
+        sign = np.multiply(y, -2.0, out=p_t)
+        sign += 1.0
+        grad *= sign
+        if scale != 1.0:
+            curvature *= scale
+    else:
+        grad *= np.subtract(1.0 - alpha, y, out=p_t)
+        alpha_t = np.multiply(y, scale * (2.0 * alpha - 1.0), out=q)
+        alpha_t += scale * (1.0 - alpha)
+        curvature *= alpha_t
+    np.maximum(curvature, floor, out=hess)
 
 
 def binary_focal_grad_hess(
@@ -160,112 +256,191 @@ def binary_focal_grad_hess(
     weight: ArrayLike | None = None,
     min_hessian: float = 1e-6,
 ) -> tuple[Array, Array]:
-    r"""Gradient and floored second derivative of ``sigmoid_focal_loss`` in the margin.
+    r"""Gradient and floored Hessian of the sigmoid focal loss with respect to the margin.
 
-    See the module docstring for :math:`g` and :math:`h`. ``hess`` is
-    ``weight * max(h, min_hessian)``: the exact :math:`h` is negative for confident mistakes
-    when ``gamma > 0``, and trees need positive Hessians.
+    The loss of a row is :func:`focalkit.sigmoid_focal_loss`'s with the margin :math:`x` as logit:
+
+    .. math::
+        \ell = -\alpha_t (1 - p_t)^{\gamma} \log p_t,
+        \qquad p_t = \sigma(u), \quad u = \begin{cases} x & y = 1 \\ -x & y = 0 \end{cases},
+        \quad \alpha_t = \begin{cases} \alpha & y = 1 \\ 1 - \alpha & y = 0 \end{cases}.
+
+    With :math:`q = 1 - p_t` and :math:`L = -\log p_t`, the derivatives with respect to
+    :math:`u` are
+
+    .. math::
+        \frac{d\ell}{du} = -\alpha_t q^{\gamma} (q + \gamma p_t L), \qquad
+        \frac{d^2\ell}{du^2} = \alpha_t p_t q^{\gamma}
+            \left[(1 + 2\gamma) q + \gamma L (\gamma p_t - q)\right],
+
+    and :math:`g = (2y - 1)\, d\ell/du`, :math:`h = d^2\ell/du^2`. Neither contains
+    :math:`q^{\gamma - 1}`, so both are bounded for :math:`0 < \gamma < 1`; :math:`p_t`,
+    :math:`q`, :math:`L` and :math:`q^\gamma` come from ``log1p`` of :math:`e^{-|u|}`, so they
+    keep their relative precision however confident the margin. At ``gamma=0, alpha=None`` this
+    is the logistic loss: :math:`g = p - y`, :math:`h = p (1 - p)`.
+
+    Returns ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)``. The floor is there
+    because trees divide by the summed Hessians of a leaf: the exact :math:`h` is negative for
+    badly misclassified rows when ``gamma > 0`` (the focal loss is not convex) and tends to 0 for
+    confident ones, which would send leaf values the wrong way or to infinity.
 
     Args:
-        margin: Raw scores, shape ``(N,)``.
-        label: Labels in ``{0, 1}``, shape ``(N,)``.
-        gamma: Focusing parameter ``>= 0``.
-        alpha: Balance of positives in ``[0, 1]`` (``1 - alpha`` for negatives), or ``None``.
-        weight: Per-row weights, shape ``(N,)``, or ``None``.
-        min_hessian: The Hessian's floor, ``>= 0``.
+        margin: Raw scores (log-odds).
+        label: 0 or 1 per row (ints, bools, or floats holding 0 and 1).
+        gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
+        alpha: Weight of positives in ``[0, 1]`` (``1 - alpha`` for negatives), or ``None`` for
+            no alpha weighting. Default: 0.25, as Lin et al. and ``sigmoid_focal_loss``.
+        weight: Per-row sample weights; they multiply ``grad`` and ``hess``. Default: none.
+        min_hessian: The floor of the unweighted Hessian. Default: ``1e-6``. ``-math.inf``
+            returns the exact second derivative (negative in places: not for trees).
 
-    Returns:
-        ``(grad, hess)``, float64 arrays of shape ``(N,)``.
+    Shape:
+        - margin, label, weight: :math:`(N)`.
+        - Output: ``(grad, hess)``, each float64 of shape :math:`(N)`.
 
     Example:
-        >>> grad, hess = binary_focal_grad_hess([0.0, 3.0], [1, 0], gamma=0.0, alpha=None)
-        >>> grad.round(4), hess.round(4)  # gamma=0: p - y and p (1 - p), logistic loss
-        (array([-0.5   ,  0.9526]), array([0.25  , 0.0452]))
+        >>> import numpy as np
+        >>> from focalkit.gbdt import binary_focal_grad_hess
+        >>> margin, label = np.array([-3.0, 0.0, 2.0]), np.array([1, 0, 1])
+        >>> grad, hess = binary_focal_grad_hess(margin, label)
+        >>> print(grad.round(4), [f"{h:.3g}" for h in hess])  # row 0: h < 0, floored
+        [-0.2817  0.2237 -0.0012] ['1e-06', '0.299', '0.00317']
+        >>> grad, hess = binary_focal_grad_hess(np.array([-1e4, 1e4]), label[:2], gamma=0.5)
+        >>> bool(np.isfinite(grad).all() and np.isfinite(hess).all())
+        True
+        >>> grad, hess = binary_focal_grad_hess(margin, label, gamma=0.0, alpha=None)
+        >>> p = 1 / (1 + np.exp(-margin))
+        >>> bool(np.allclose(grad, p - label) and np.allclose(hess, p * (1 - p)))
+        True
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
     """
     where = "binary_focal_grad_hess()"
-    _check_settings(gamma, min_hessian, where)
-    sign, scale, p, q, loss_ce = _binary_parts(margin, label, gamma, alpha, where)
-    if gamma == 0:  # the logistic loss: g = -sign alpha_t q, h = alpha_t p q
-        grad, hess = -sign * scale * q, scale * p * q
-    else:
-        gamma_loss = gamma * loss_ce
-        grad = -sign * scale * (gamma_loss * p + q)
-        # h = alpha_t p q^gamma (gamma L (gamma p - q) + (2 gamma + 1) q)
-        hess = scale * p * (gamma_loss * (gamma * p - q) + (2 * gamma + 1) * q)
-    np.maximum(hess, min_hessian, out=hess)
-    if weight is None:
-        return grad, hess
-    weight_array = _row_weight(weight, p.shape[0], where)
-    return grad * weight_array, hess * weight_array
+    validation.check_gamma(gamma, where)
+    alpha_value = check_binary_alpha(alpha, where)
+    floor = check_min_hessian(min_hessian, where)
+    x = _margin_vector(margin, where)
+    y = _binary_label(label, x.shape[0], where)
+    w = _weight_vector(weight, x.shape[0], where)
+    g = float(gamma)
+
+    grad, hess = np.empty_like(x), np.empty_like(x)
+    for start in range(0, x.shape[0], _BLOCK_ROWS):
+        block = slice(start, start + _BLOCK_ROWS)
+        _binary_block(x[block], y[block], g, alpha_value, floor, grad[block], hess[block])
+    if w is not None:
+        grad *= w
+        hess *= w
+    return grad, hess
 
 
-def _class_alpha(alpha: float | Sequence[float] | None, num_classes: int, where: str) -> Array:
-    if alpha is None:
-        return np.ones(num_classes)
-    if validation.is_number(alpha):
-        validation.check_nonnegative("alpha", alpha, where)
-        return np.full(num_classes, float(alpha))  # type: ignore[arg-type]
-    array = np.asarray(alpha, dtype=np.float64)
-    validation.check_per_class_length("alpha", array.shape, num_classes, where)
-    if np.any(array < 0):
-        raise ValueError(validation.negative_values(where, "alpha"))
-    return array
-
-
-def _softmax_parts(
-    margins: ArrayLike,
-    label: ArrayLike,
-    gamma: float,
-    alpha: float | Sequence[float] | None,
-    where: str,
-) -> tuple[Array, NDArray[np.int64], Array, Array, Array, Array, Array]:
-    """alpha_y, labels, p (N, K), u = 1 - p_y, s = log p_y, r = s / u, exp(z - lse_others)."""
-    z = _margins(margins, "margins", 2, where)
-    rows, num_classes = z.shape
-    y = _labels(label, rows, num_classes, where)
-    alpha_y = _class_alpha(alpha, num_classes, where)[y]
-    index = np.arange(rows)
-    # Row reductions over a short class axis: a loop over columns and a matrix-vector product are
-    # several times faster in NumPy than max/sum along axis 1.
-    shift = z[:, 0].copy()
-    for column in range(1, num_classes):
-        np.maximum(shift, z[:, column], out=shift)
-    ones = np.ones(num_classes)
-    e = np.exp(z - shift[:, None])
-    total = e @ ones
-    lse = shift + np.log(total)
-    p = e / total[:, None]
-    e[index, y] = 0.0
-    others = e @ ones  # sum over the other classes, without cancellation
-    u = others / total  # 1 - p_y, exact where p_y rounds to 1
-    # p_j / u = e_j / others for j != y (0 where every other class underflowed: u = 0 there)
-    ratio_to_u = e / np.where(others > 0, others, np.inf)[:, None]
-    z_y = z[index, y]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(u < 0.5, np.log1p(-np.minimum(u, 0.5)), z_y - lse)  # log p_y, exact forms
-        r = np.where(u > 0, s / np.where(u > 0, u, 1.0), -1.0)
-    return alpha_y, y, p, u, s, r, ratio_to_u
-
-
-def softmax_focal_value(
-    margins: ArrayLike,
+def binary_focal_value(
+    margin: ArrayLike,
     label: ArrayLike,
     *,
     gamma: float = 2.0,
-    alpha: float | Sequence[float] | None = None,
+    alpha: float | None = 0.25,
     weight: ArrayLike | None = None,
-    min_hessian: float = 1e-6,
 ) -> Array:
-    """Per-row ``softmax_focal_loss`` of raw margins ``(N, K)``, times ``weight`` if given.
+    r"""Per-row sigmoid focal loss :math:`\ell = -\alpha_t (1 - p_t)^\gamma \log p_t`, times weight.
+
+    The loss :func:`binary_focal_grad_hess` differentiates (same arguments), for metrics: equal
+    to ``focalkit.sigmoid_focal_loss(margin, label, weight, reduction='none')``, computed in log
+    space from the margin.
+
+    Shape:
+        - margin, label, weight: :math:`(N)`.
+        - Output: float64 :math:`(N)`.
 
     Example:
-        >>> softmax_focal_value([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], [0, 1]).round(4)
-        array([0.0111, 1.7026])
+        >>> import numpy as np
+        >>> from focalkit.gbdt import binary_focal_value
+        >>> print(binary_focal_value(np.array([-3.0, 0.0, 2.0]), np.array([1, 0, 1])).round(6))
+        [0.69157  0.129965 0.000451]
     """
-    where = "softmax_focal_value()"
-    _check_settings(gamma, min_hessian, where)
-    alpha_y, _, _, u, s, _, _ = _softmax_parts(margins, label, gamma, alpha, where)
-    return -alpha_y * u**gamma * s * _row_weight(weight, u.shape[0], where)
+    where = "binary_focal_value()"
+    validation.check_gamma(gamma, where)
+    alpha_value = check_binary_alpha(alpha, where)
+    x = _margin_vector(margin, where)
+    y = _binary_label(label, x.shape[0], where)
+    w = _weight_vector(weight, x.shape[0], where)
+    _, _, log_pt, focal = _binary_terms(x, y, float(gamma))
+    loss = np.negative(log_pt, out=log_pt)
+    if focal is not None:
+        loss *= focal
+    if alpha_value is not None:
+        loss *= y * (2.0 * alpha_value - 1.0) + (1.0 - alpha_value)
+    if w is not None:
+        loss *= w
+    return loss
+
+
+# ------------------------------------------------------------------------------ multi-class
+
+
+class _SoftmaxTerms:
+    r"""Per-row quantities of the softmax focal loss, relative to the largest *other* class.
+
+    With :math:`t` the label, :math:`m = \max_{k \ne t} z_k` at class :math:`o`,
+    :math:`f_k = e^{z_k - m}` for :math:`k \ne t` (:math:`f_t = 0`, :math:`f_o = 1`) and
+    :math:`R = \sum_{k \ne t} f_k = 1 + R_o \in [1, K - 1]`, where :math:`R_o` sums without
+    class :math:`o`:
+
+    - ``share`` :math:`s_k = f_k / R = p_k / (1 - p_t)` (0 for the label): never 0/0;
+    - ``d`` :math:`= z_t - m - \mathrm{log1p}(R_o) = \log(p_t / (1 - p_t))`, from which
+      ``loss`` :math:`L = -\log p_t = \mathrm{softplus}(-d)`, ``log_q`` :math:`= \log(1 - p_t)
+      = -\mathrm{softplus}(d)`, ``p_t`` :math:`= e^{-L}` and ``q`` :math:`= e^{\log q}`, as in
+      the binary case: finite, and with their relative precision, however far apart the margins;
+    - ``rest_o`` :math:`= R_o / R`, so that :math:`1 - p_o = p_t + q\, R_o / R` keeps its
+      precision when class :math:`o` takes almost all the probability.
+    """
+
+    def __init__(self, z: Array, t: NDArray[np.intp]) -> None:
+        rows = np.arange(z.shape[0])
+        self.rows, self.t = rows, t
+        share = z.copy()
+        share[rows, t] = -np.inf
+        self.other = np.argmax(share, axis=1)
+        share -= share[rows, self.other][:, None]
+        d = z[rows, t] - z[rows, self.other]
+        np.exp(share, out=share)  # f_t = exp(-inf) = 0, f_o = 1
+        share[rows, self.other] = 0.0
+        rest = share.sum(axis=1)  # R_o
+        share[rows, self.other] = 1.0
+        total = rest + 1.0  # R
+        d -= np.log1p(rest)
+        share /= total[:, None]
+        self.share, self.rest_o = share, rest / total
+        softplus = np.log1p(np.exp(-np.abs(d)))
+        self.loss = np.maximum(-d, 0.0) + softplus
+        self.log_q = -(np.maximum(d, 0.0) + softplus)
+        self.p_t = np.exp(-self.loss)
+        self.q = np.exp(self.log_q)
+
+    def focal(self, gamma: float) -> Array:
+        r""":math:`(1 - p_t)^\gamma`."""
+        focal: Array = np.exp(gamma * self.log_q)
+        return focal
+
+
+def _softmax_arguments(
+    margins: ArrayLike,
+    label: ArrayLike,
+    gamma: object,
+    alpha: object,
+    weight: ArrayLike | None,
+    where: str,
+) -> tuple[Array, NDArray[np.intp], float, float | Array | None, Array | None]:
+    """Checked margins, labels, gamma, alpha of each row's label (or a scalar) and weight."""
+    validation.check_gamma(gamma, where)
+    z = _margin_matrix(margins, where)
+    rows, num_class = z.shape
+    alpha_values = check_softmax_alpha(alpha, num_class, where)
+    t = _class_index(label, rows, num_class, where)
+    w = _weight_vector(weight, rows, where)
+    alpha_t = alpha_values[t] if isinstance(alpha_values, np.ndarray) else alpha_values
+    return z, t, float(gamma), alpha_t, w  # type: ignore[arg-type]
 
 
 def softmax_focal_grad_hess(
@@ -273,90 +448,347 @@ def softmax_focal_grad_hess(
     label: ArrayLike,
     *,
     gamma: float = 2.0,
-    alpha: float | Sequence[float] | None = None,
+    alpha: SoftmaxAlpha = None,
     weight: ArrayLike | None = None,
     min_hessian: float = 1e-6,
 ) -> tuple[Array, Array]:
-    r"""Gradient and floored Hessian diagonal of ``softmax_focal_loss`` in each class margin.
+    r"""Gradient and floored diagonal Hessian of the softmax focal loss with respect to margins.
 
-    See the module docstring for :math:`g_j` and :math:`h_j`. ``hess`` is
-    ``weight * max(h, min_hessian)`` (the exact diagonal can be negative or near zero; trees need
-    it positive). The adapters in ``focalkit.xgboost`` and ``focalkit.lightgbm`` rescale it to
-    their library's convention.
+    The loss of a row with label :math:`t` is :func:`focalkit.softmax_focal_loss`'s:
+
+    .. math::
+        \ell = -\alpha_t (1 - p_t)^{\gamma} \log p_t, \qquad p = \mathrm{softmax}(z).
+
+    With :math:`q = 1 - p_t`, :math:`L = -\log p_t`, :math:`s_j = p_j / q` for :math:`j \ne t`
+    (the share of the wrong probability mass on class :math:`j`) and
+
+    .. math::
+        G = -\alpha_t q^{\gamma} (q + \gamma p_t L), \qquad
+        B = \alpha_t \gamma p_t q^{\gamma} \left[2q - qL + (\gamma - 1) p_t L\right],
+
+    the gradient and the diagonal of the Hessian are
+
+    .. math::
+        g_t = G, \quad g_j = -G s_j, \qquad
+        h_t = B - G p_t, \quad h_j = B s_j^2 - G s_j (1 - p_j) \quad (j \ne t).
+
+    (With :math:`\ell = f(\log p_t)`, :math:`G = q f'` and :math:`B = q^2 f''`: this form removes
+    the :math:`q^{\gamma - 1}` of :math:`f'`, so both are bounded for :math:`0 < \gamma < 1`.)
+    Everything is computed relative to the largest margin other than the label's:
+    :math:`s_j` as a softmax over the other classes, :math:`L` and :math:`\log q` as softplus of
+    :math:`\log(p_t / q)`, so they keep their relative precision at margins of :math:`\pm 10^4`.
+    At ``gamma=0, alpha=None`` this is softmax cross-entropy: :math:`g = p - \mathrm{onehot}(t)`,
+    :math:`h = p (1 - p)`. Only the Hessian's diagonal is returned; XGBoost and LightGBM use no
+    more.
+
+    Returns ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)``, with the floor for
+    the reason :func:`binary_focal_grad_hess` gives (:math:`h_t < 0` for badly misclassified rows
+    when ``gamma > 0``; trees divide by summed Hessians). These are the exact derivatives;
+    XGBoost's and LightGBM's built-in softmax objectives use :math:`2 p (1 - p)` and
+    :math:`K / (K - 1)\, p (1 - p)`, and the adapters in :mod:`focalkit.xgboost` and
+    :mod:`focalkit.lightgbm` multiply ``hess`` by those factors.
 
     Args:
-        margins: Raw scores, shape ``(N, K)``.
-        label: Class labels in ``[0, K)``, shape ``(N,)``.
-        gamma: Focusing parameter ``>= 0``.
-        alpha: ``None``, a float scaling every row, or one value per class (for example
-            ``focalkit.class_weights(counts)``).
-        weight: Per-row weights, shape ``(N,)``, or ``None``.
-        min_hessian: The Hessian's floor, ``>= 0``.
+        margins: Raw scores, one column per class.
+        label: Class indices in ``[0, K)`` (ints, or floats holding whole numbers).
+        gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
+        alpha: ``None`` (no alpha weighting), a number ``>= 0`` scaling every row, or one value
+            ``>= 0`` per class, e.g. from :func:`focalkit.class_weights`. Default: ``None``.
+        weight: Per-row sample weights; they multiply ``grad`` and ``hess``. Default: none.
+        min_hessian: The floor of the unweighted Hessian. Default: ``1e-6``. ``-math.inf``
+            returns the exact diagonal (negative in places: not for trees).
 
-    Returns:
-        ``(grad, hess)``, float64 arrays of shape ``(N, K)``.
+    Shape:
+        - margins: :math:`(N, K)`, :math:`K \ge 2`. label, weight: :math:`(N)`.
+        - Output: ``(grad, hess)``, each float64 of shape :math:`(N, K)`.
 
     Example:
-        >>> grad, hess = softmax_focal_grad_hess([[0.0, 0.0]], [0], gamma=0.0)
-        >>> grad, hess  # gamma=0: p - onehot and p (1 - p), cross-entropy
-        (array([[-0.5,  0.5]]), array([[0.25, 0.25]]))
+        >>> import numpy as np
+        >>> from focalkit.gbdt import softmax_focal_grad_hess
+        >>> margins = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> grad, hess = softmax_focal_grad_hess(margins, np.array([0, 1]))
+        >>> print(grad.round(4))
+        [[-0.0273  0.0223  0.005 ]
+         [ 0.0514 -1.0839  1.0325]]
+        >>> print(hess.round(4))
+        [[0.0624 0.0458 0.0061]
+         [0.0493 0.1412 0.1771]]
+        >>> p = np.exp(margins) / np.exp(margins).sum(1, keepdims=True)
+        >>> grad, hess = softmax_focal_grad_hess(margins, np.array([0, 1]), gamma=0.0)
+        >>> bool(np.allclose(grad, p - np.eye(3)[[0, 1]]) and np.allclose(hess, p * (1 - p)))
+        True
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
     """
     where = "softmax_focal_grad_hess()"
-    _check_settings(gamma, min_hessian, where)
-    alpha_y, y, p, u, _, r, ratio_to_u = _softmax_parts(margins, label, gamma, alpha, where)
-    rows = np.arange(p.shape[0])
-    p_y = p[rows, y]
-    power = u**gamma
-    slope = power * (gamma * p_y * r - 1.0)  # f'(s)
-    d = -p
-    d[rows, y] += 1.0
-    d_over_u = -ratio_to_u
-    d_over_u[rows, y] = 1.0
-    curvature = gamma * p_y * power * u * (2.0 + r * (1.0 - gamma * p_y))  # f''(s) u^2
-    grad = (alpha_y * slope)[:, None] * d
-    hess = alpha_y[:, None] * (curvature[:, None] * d_over_u**2 - slope[:, None] * p * (1.0 - p))
-    weight_array = _row_weight(weight, p.shape[0], where)[:, None]
-    return grad * weight_array, np.maximum(hess, min_hessian) * weight_array
+    floor = check_min_hessian(min_hessian, where)
+    z, t, g, alpha_t, w = _softmax_arguments(margins, label, gamma, alpha, weight, where)
+    grad, hess = np.empty_like(z), np.empty_like(z)
+    rows = max(1, _BLOCK_ROWS // z.shape[1])
+    for start in range(0, z.shape[0], rows):
+        block = slice(start, start + rows)
+        block_alpha = alpha_t[block] if isinstance(alpha_t, np.ndarray) else alpha_t
+        _softmax_block(z[block], t[block], g, block_alpha, floor, grad[block], hess[block])
+    if w is not None:
+        grad *= w[:, None]
+        hess *= w[:, None]
+    return grad, hess
+
+
+def _softmax_block(
+    z: Array,
+    t: NDArray[np.intp],
+    gamma: float,
+    alpha_t: float | Array | None,
+    floor: float,
+    grad: Array,
+    hess: Array,
+) -> None:
+    """Unweighted ``grad`` and floored ``hess`` of one block of rows, written into the outputs."""
+    terms = _SoftmaxTerms(z, t)
+    rows, q, p_t, loss, share = terms.rows, terms.q, terms.p_t, terms.loss, terms.share
+    if gamma == 0:
+        big_g = -q
+        big_b = np.zeros_like(q)
+    else:
+        focal = terms.focal(gamma)
+        big_g = -focal * (q + gamma * p_t * loss)
+        big_b = gamma * p_t * focal * (2.0 * q - q * loss + (gamma - 1.0) * p_t * loss)
+    if alpha_t is not None:
+        big_g *= alpha_t
+        big_b *= alpha_t
+    # h_j = s_j (B s_j - G (1 - p_j)) with 1 - p_j = 1 - q s_j:  s_j ((B + G q) s_j - G).
+    # 1 - q s_j is exact but for the largest other class o, patched with p_t + q R_o / R.
+    np.multiply(share, (big_b + big_g * q)[:, None], out=hess)
+    hess -= big_g[:, None]
+    hess *= share
+    share_o = share[rows, terms.other]
+    hess[rows, terms.other] = share_o * (big_b * share_o - big_g * (p_t + q * terms.rest_o))
+    hess[rows, t] = big_b - big_g * p_t
+    np.maximum(hess, floor, out=hess)
+    # g_j = -G s_j for j != t;  g_t = G.
+    np.multiply(share, -big_g[:, None], out=grad)
+    grad[rows, t] = big_g
+
+
+def softmax_focal_value(
+    margins: ArrayLike,
+    label: ArrayLike,
+    *,
+    gamma: float = 2.0,
+    alpha: SoftmaxAlpha = None,
+    weight: ArrayLike | None = None,
+) -> Array:
+    r"""Per-row softmax focal loss :math:`\ell = -\alpha_t (1 - p_t)^\gamma \log p_t`, times weight.
+
+    The loss :func:`softmax_focal_grad_hess` differentiates (same arguments), for metrics: equal
+    to ``focalkit.softmax_focal_loss(margins, label, reduction='none', alpha=alpha)`` times
+    ``weight``, computed in log space from the margins.
+
+    Shape:
+        - margins: :math:`(N, K)`. label, weight: :math:`(N)`.
+        - Output: float64 :math:`(N)`.
+
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.gbdt import softmax_focal_value
+        >>> margins = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> print(softmax_focal_value(margins, np.array([0, 1])).round(4))
+        [0.0111 1.7026]
+    """
+    where = "softmax_focal_value()"
+    z, t, g, alpha_t, w = _softmax_arguments(margins, label, gamma, alpha, weight, where)
+    terms = _SoftmaxTerms(z, t)
+    loss: Array = terms.loss
+    if g != 0:
+        loss *= terms.focal(g)
+    if alpha_t is not None:
+        loss *= alpha_t
+    if w is not None:
+        loss *= w
+    return loss
+
+
+# ------------------------------------------------------------------------------ helpers
 
 
 def prior_margin(labels: ArrayLike, num_class: int | None = None) -> float | Array:
-    """The margin of the label frequencies, for ``base_margin`` / ``init_score``.
+    r"""The constant margin that matches the label frequencies, for ``base_margin``/``init_score``.
 
-    Binary (``num_class=None``): the log-odds of the positive rate, a float. Multi-class: the log
-    of each class's frequency, shape ``(K,)``. A class with no samples has no finite margin and
-    raises.
+    A custom objective gets no fitted intercept from either library (LightGBM's
+    ``boost_from_average`` is for built-in objectives; ``xgb.train`` with a callable ``obj``
+    starts from its ``base_score``), so the first trees spend themselves learning the class
+    balance. Start from the prior instead:
+
+    - binary (``num_class=None``): the log-odds :math:`\log(\bar y / (1 - \bar y))` of the
+      positive rate, a float;
+    - multi-class: :math:`\log(n_k / n)` for each class :math:`k`, shape :math:`(K)`; its softmax
+      is the class frequencies.
+
+    Labels without a positive or negative (binary), or a class without samples, have no finite
+    prior and raise a ``ValueError``.
 
     Example:
+        >>> from focalkit.gbdt import prior_margin
         >>> round(prior_margin([0, 0, 0, 1]), 4)
         -1.0986
-        >>> prior_margin([0, 1, 1, 2], num_class=3).round(4)
-        array([-1.3863, -0.6931, -1.3863])
+        >>> print(prior_margin([0, 2, 2, 1], num_class=3).round(4))
+        [-1.3863 -1.3863 -0.6931]
     """
     where = "prior_margin()"
     array = np.asarray(labels)
-    num_classes = 2 if num_class is None else num_class
-    y = _labels(array.reshape(-1), array.size, num_classes, where, binary=num_class is None)
-    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
-    if np.any(counts == 0):
-        empty = int(np.flatnonzero(counts == 0)[0])
-        raise ValueError(f"{where}: class {empty} has no samples, so its prior margin is infinite")
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{where}: labels must be a non-empty 1-D array, got shape {array.shape}")
+    rows = array.shape[0]
     if num_class is None:
-        return float(np.log(counts[1] / counts[0]))
-    return np.asarray(np.log(counts / counts.sum()), dtype=np.float64)
+        positives = int(_binary_label(array, rows, where).sum())
+        if positives in (0, rows):
+            kind = "positive" if positives == 0 else "negative"
+            raise ValueError(
+                f"{where}: labels have no {kind} samples; the prior log-odds are infinite"
+            )
+        return math.log(positives / (rows - positives))
+    classes = check_num_class(num_class, where)
+    counts = np.bincount(_class_index(array, rows, classes, where), minlength=classes)
+    if np.any(counts == 0):
+        missing = int(np.flatnonzero(counts == 0)[0])
+        raise ValueError(
+            f"{where}: class {missing} has no samples in labels; its prior margin is -inf"
+        )
+    prior: Array = np.log(counts / rows)
+    return prior
 
 
 def predict_proba(margins: ArrayLike) -> Array:
-    """Probabilities from raw margins: the sigmoid of ``(N,)``, the softmax of ``(N, K)``.
+    r"""Probabilities from margins: sigmoid of :math:`(N)` margins, softmax of :math:`(N, K)` rows.
+
+    For models trained with a custom objective, whose predictions are raw margins (LightGBM's
+    ``predict(..., raw_score=True)``; ``xgb.train`` with a callable ``obj``).
 
     Example:
-        >>> predict_proba([0.0, 2.0]).round(4)
-        array([0.5   , 0.8808])
+        >>> import numpy as np
+        >>> from focalkit.gbdt import predict_proba
+        >>> print(predict_proba(np.array([-800.0, 0.0, 2.0])).round(4))
+        [0.     0.5    0.8808]
+        >>> print(predict_proba(np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]])).round(4))
+        [[0.5  0.5 ]
+         [0.25 0.75]]
     """
-    z = np.asarray(margins, dtype=np.float64)
-    if z.ndim == 1:
-        return np.asarray(np.exp(-_softplus(-z)), dtype=np.float64)
-    if z.ndim != 2:
-        raise ValueError(f"predict_proba(): margins must have shape (N,) or (N, K), got {z.shape}")
-    shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+    array = np.asarray(margins, dtype=np.float64)
+    if array.ndim == 1:
+        e = np.exp(-np.abs(array))
+        return np.where(array >= 0, 1.0, e) / (1.0 + e)
+    if array.ndim == 2:
+        e = np.exp(array - array.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        probabilities: Array = e
+        return probabilities
+    raise ValueError(
+        f"predict_proba(): margins must be 1-D (N,) or 2-D (N, K), got shape {array.shape}"
+    )
+
+
+# ------------------------------------------------------------------------------ for the adapters
+
+
+class _Settings:
+    """A focal objective's configuration, checked once, and its evaluation on library arrays.
+
+    The adapters in :mod:`focalkit.xgboost` and :mod:`focalkit.lightgbm` hold one: they unpack
+    each library's arguments into ``(margins, labels, weight)`` and call :meth:`grad_hess` or
+    :meth:`mean_loss`. ``num_class=None`` is the binary loss. ``hessian_scale`` multiplies the
+    multi-class Hessian, to match the library's built-in softmax objective.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        num_class: object,
+        gamma: object,
+        alpha: object,
+        min_hessian: object,
+        hessian_scale: float = 1.0,
+    ) -> None:
+        self.where = where
+        validation.check_gamma(gamma, where)
+        self.gamma = float(gamma)  # type: ignore[arg-type]
+        self.min_hessian = check_min_hessian(min_hessian, where)
+        self.num_class = None if num_class is None else check_num_class(num_class, where)
+        self.alpha: float | Array | None
+        if self.num_class is None:
+            self.alpha = check_binary_alpha(alpha, where)
+        else:
+            self.alpha = check_softmax_alpha(alpha, self.num_class, where)
+        self.hessian_scale = hessian_scale
+
+    def describe(self) -> str:
+        """The arguments, for ``repr``: ``num_class=3, gamma=2.0, alpha=None``."""
+        alpha = self.alpha.tolist() if isinstance(self.alpha, np.ndarray) else self.alpha
+        parts = [] if self.num_class is None else [f"num_class={self.num_class}"]
+        parts += [f"gamma={self.gamma}", f"alpha={alpha}"]
+        return ", ".join(parts)
+
+    def margins(self, preds: ArrayLike) -> Array:
+        """The library's predictions as margins of the shape this loss needs, else a ValueError."""
+        array = np.asarray(preds, dtype=np.float64)
+        if self.num_class is None:
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.ndim != 1:
+                raise ValueError(
+                    f"{self.where}: expected predictions of shape (N,) for the binary objective, "
+                    f"got {array.shape}; for more than two classes use softmax_focal_objective"
+                )
+        elif array.ndim != 2 or array.shape[1] != self.num_class:
+            raise ValueError(
+                f"{self.where}: expected predictions of shape (N, num_class={self.num_class}), "
+                f"got {array.shape}; check num_class against the library's num_class parameter"
+            )
+        return array
+
+    def grad_hess(
+        self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None
+    ) -> tuple[Array, Array]:
+        margins = self.margins(preds)
+        if self.num_class is None:
+            return binary_focal_grad_hess(
+                margins,
+                labels,
+                gamma=self.gamma,
+                alpha=self.alpha,  # type: ignore[arg-type]
+                weight=weight,
+                min_hessian=self.min_hessian,
+            )
+        grad, hess = softmax_focal_grad_hess(
+            margins,
+            labels,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            weight=weight,
+            min_hessian=self.min_hessian,
+        )
+        if self.hessian_scale != 1.0:
+            hess *= self.hessian_scale
+        return grad, hess
+
+    def mean_loss(self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None) -> float:
+        """The mean focal loss, weighted by ``weight`` where given: ``sum(w l) / sum(w)``."""
+        margins = self.margins(preds)
+        if self.num_class is None:
+            losses = binary_focal_value(
+                margins,
+                labels,
+                gamma=self.gamma,
+                alpha=self.alpha,  # type: ignore[arg-type]
+            )
+        else:
+            losses = softmax_focal_value(margins, labels, gamma=self.gamma, alpha=self.alpha)
+        if weight is None:
+            return float(np.mean(losses))
+        w = np.asarray(weight, dtype=np.float64)
+        if w.shape != losses.shape:
+            raise ValueError(
+                f"{self.where}: expected weight of shape {losses.shape}, one per row, got {w.shape}"
+            )
+        return float(np.sum(losses * w) / np.sum(w))

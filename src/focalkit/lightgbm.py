@@ -1,51 +1,74 @@
-"""Focal-loss objectives and metrics for LightGBM, over the NumPy math in ``focalkit.gbdt``.
+r"""Focal-loss objectives and metrics for LightGBM (>= 4), over :mod:`focalkit.gbdt`.
 
-Each factory returns one callable that works both as ``params={"objective": obj}`` / ``feval=`` in
-``lgb.train`` (called ``(preds, train_set)``) and as ``objective=`` / ``eval_metric=`` in
-``lgb.LGBMClassifier`` (called ``(y_true, y_pred, weight)``); the type of the second argument
-tells the two apart. Sample weights are honoured in both.
+Each factory returns one callable that works in both of LightGBM's APIs; it tells them apart by
+the type of its second argument:
 
-Conventions:
+- ``lgb.train({"objective": objective, ...}, train_set, feval=metric)`` calls
+  ``(preds, train_set)``, with labels and sample weights read from the ``Dataset``;
+- ``lgb.LGBMClassifier(objective=objective).fit(..., eval_metric=metric)`` calls
+  ``(y_true, y_pred, weight)``.
 
-- Predictions reach the objective and the metric as raw scores (LightGBM applies no link to a
-  custom objective); ``LGBMClassifier.predict`` then returns raw scores too, so use
-  ``model.predict(X, raw_score=True)`` and ``focalkit.gbdt.predict_proba``.
-- The multi-class Hessian is scaled by ``K / (K - 1)``, the factor of LightGBM's ``multiclass``
-  objective, so that ``gamma=0, alpha=None`` trains what ``multiclass`` trains. The binary Hessian
-  is exact, as ``binary``'s ``p (1 - p)`` is.
-- For the focal metric to drive early stopping, set ``metric="None"`` in the parameters. Keep
-  ``min_sum_hessian_in_leaf`` above 0 (its default, 1e-3), and bound the leaves: set
-  ``lambda_l2`` (``reg_lambda``) and ``max_delta_step`` to about 1. The floored Hessian can be
-  tiny, and a leaf's value ``-sum(g) / sum(h)`` then huge: on a 1.5 %-positive problem the focal
-  objective without ``max_delta_step`` drove margins to -1200 (PR-AUC 0.02); with it, PR-AUC was
-  0.76 against 0.73 for ``binary``.
-- A custom objective starts from a raw score of 0 unless ``init_score`` is given;
-  ``focalkit.gbdt.prior_margin`` gives the prior's.
+Predictions reach a custom objective and metric as raw margins: shape :math:`(N)` for the
+binary objective, :math:`(N, K)` for the multi-class one (LightGBM >= 4). ``lgb.train`` needs
+``params["num_class"] = K`` for the latter. Metrics return ``("focal_loss", value, False)``:
+lower is better.
+
+**Hessian convention.** The binary objective's Hessian is the exact one, as LightGBM's ``binary``
+is. LightGBM's ``multiclass`` uses :math:`K / (K - 1)\, p (1 - p)`, so the multi-class objective
+returns ``K / (K - 1) * weight * max(h, min_hessian)``: at ``gamma=0, alpha=None`` both
+objectives train the same trees as the built-ins (tested), and ``min_sum_hessian_in_leaf`` means
+what it means there.
+
+**What to set.** ``metric="None"`` in the params, so that the focal metric is the one early
+stopping watches; keep ``min_sum_hessian_in_leaf`` (default ``1e-3``) above 0, because focal
+Hessians are small where the model is confident and a leaf value is :math:`-\sum g / \sum h`.
+For the same reason bound the leaves: LightGBM's default ``lambda_l2=0`` lets the first rounds
+on imbalanced data overshoot by orders of magnitude; ``lambda_l2=1`` (and, on larger data,
+``max_delta_step=1``) kept them in check in focalkit's tests and benchmarks. Watch the
+validation curve of the first rounds.
+A custom objective gets no ``boost_from_average``: pass ``init_score=prior_margin(y)`` (one per
+row, or :math:`(N, K)`) to the ``Dataset`` or ``fit``. Predictions are raw margins then:
+``predict(X, raw_score=True)`` and :func:`focalkit.gbdt.predict_proba` (``LGBMClassifier``'s
+``predict_proba`` returns raw scores too, with a warning, under a custom objective); add the
+``init_score`` back, as LightGBM does not store it in the model.
 
 Example:
-    >>> import numpy as np, lightgbm as lgb
+    >>> import lightgbm as lgb, numpy as np
+    >>> from focalkit.gbdt import prior_margin, predict_proba
     >>> from focalkit.lightgbm import binary_focal_metric, binary_focal_objective
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 3)); y = (X[:, 0] + rng.normal(size=200) > 1.5).astype(int)
+    >>> X = rng.normal(size=(400, 3)); y = (X[:, 0] + rng.normal(size=400) > 1.5).astype(int)
+    >>> prior = prior_margin(y)
+    >>> train_set = lgb.Dataset(X, label=y, init_score=np.full(400, prior))
     >>> params = {"objective": binary_focal_objective(gamma=2.0), "metric": "None",
-    ...           "lambda_l2": 1.0, "max_delta_step": 1.0, "verbose": -1, "num_threads": 1}
-    >>> booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=5,
-    ...                     feval=binary_focal_metric(gamma=2.0))
-    >>> booster.predict(X, raw_score=True).shape
-    (200,)
+    ...           "num_leaves": 4, "num_threads": 1, "verbose": -1}
+    >>> log = {}
+    >>> booster = lgb.train(params, train_set, 20, valid_sets=[train_set], valid_names=["train"],
+    ...                     feval=binary_focal_metric(gamma=2.0),
+    ...                     callbacks=[lgb.record_evaluation(log)])
+    >>> losses = log["train"]["focal_loss"]
+    >>> len(losses), losses[-1] < losses[0]
+    (20, True)
+    >>> proba = predict_proba(booster.predict(X, raw_score=True) + prior)  # P(y = 1)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from focalkit import gbdt
-from focalkit.xgboost import _check_num_class, _mean, _multi_margins
+from focalkit.gbdt import SoftmaxAlpha, _Settings, check_num_class
+
+try:
+    import lightgbm as lgb
+except ModuleNotFoundError as error:  # pragma: no cover - depends on the environment
+    if error.name == "lightgbm":
+        raise ImportError(
+            'focalkit.lightgbm needs LightGBM: pip install "focalkit[lightgbm]"'
+        ) from error
+    raise
 
 __all__ = [
     "binary_focal_metric",
@@ -54,88 +77,154 @@ __all__ = [
     "softmax_focal_objective",
 ]
 
+METRIC_NAME = "focal_loss"
 
-def _unpack(first: Any, second: Any, weight: Any) -> tuple[Any, Any, Any]:
-    """``(scores, labels, weights)`` from either calling convention."""
-    if isinstance(second, lgb.Dataset):
-        return first, second.get_label(), second.get_weight()
-    return second, first, weight
+
+def _unpack(
+    first: Any, second: Any, weight: ArrayLike | None
+) -> tuple[ArrayLike, ArrayLike, ArrayLike | None]:
+    """``(preds, labels, weight)`` from either API's arguments."""
+    if isinstance(second, lgb.Dataset):  # lgb.train: (preds, train_set)
+        labels: Any = second.get_label()
+        weight_of_set: Any = second.get_weight()
+        return first, labels, weight_of_set
+    return second, first, weight  # scikit-learn API: (y_true, y_pred, weight)
+
+
+class FocalObjective:
+    """A focal objective for ``lgb.train`` params and ``LGBMClassifier(objective=...)``.
+
+    Built by :func:`binary_focal_objective` and :func:`softmax_focal_objective`; returns
+    ``(grad, hess)`` as float64 arrays of the predictions' shape. Its three parameters tell the
+    scikit-learn API to pass sample weights.
+    """
+
+    def __init__(self, settings: _Settings, factory: str) -> None:
+        self._settings, self._factory = settings, factory
+
+    def __call__(
+        self, y_true_or_preds: Any, y_pred_or_train_set: Any, weight: ArrayLike | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        preds, labels, weight = _unpack(y_true_or_preds, y_pred_or_train_set, weight)
+        return self._settings.grad_hess(preds, labels, weight)
+
+    def __repr__(self) -> str:
+        return f"{self._factory}({self._settings.describe()})"
+
+
+class FocalMetric:
+    """The mean focal loss as ``("focal_loss", value, False)``, for ``feval=`` and ``eval_metric=``.
+
+    Built by :func:`binary_focal_metric` and :func:`softmax_focal_metric`. Weighted by the
+    evaluation set's sample weights where it has them. Expects margins, which LightGBM passes
+    whenever the objective is a callable.
+    """
+
+    def __init__(self, settings: _Settings, factory: str) -> None:
+        self._settings, self._factory = settings, factory
+
+    def __call__(
+        self, y_true_or_preds: Any, y_pred_or_dataset: Any, weight: ArrayLike | None = None
+    ) -> tuple[str, float, bool]:
+        preds, labels, weight = _unpack(y_true_or_preds, y_pred_or_dataset, weight)
+        return METRIC_NAME, self._settings.mean_loss(preds, labels, weight), False
+
+    def __repr__(self) -> str:
+        return f"{self._factory}({self._settings.describe()})"
 
 
 def binary_focal_objective(
     gamma: float = 2.0, alpha: float | None = 0.25, *, min_hessian: float = 1e-6
-) -> Callable[..., tuple[NDArray[np.float64], NDArray[np.float64]]]:
-    """The binary focal objective (``sigmoid_focal_loss``) for ``lgb.train`` and ``LGBMClassifier``.
+) -> FocalObjective:
+    r"""Binary focal objective: :func:`focalkit.gbdt.binary_focal_grad_hess` for LightGBM.
 
-    ``gamma=0, alpha=None`` is the logistic loss of LightGBM's ``binary``.
+    ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)`` with :math:`g`, :math:`h`
+    the exact derivatives of ``sigmoid_focal_loss`` with respect to the margin. At ``gamma=0,
+    alpha=None`` it trains what the ``binary`` objective trains.
+
+    Args:
+        gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
+        alpha: Weight of positives in ``[0, 1]`` (``1 - alpha`` for negatives), or ``None``.
+            Default: 0.25.
+        min_hessian: Floor of the unweighted Hessian. Default: ``1e-6``.
+
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.lightgbm import binary_focal_objective
+        >>> objective = binary_focal_objective(gamma=2.0, alpha=0.25)
+        >>> objective
+        binary_focal_objective(gamma=2.0, alpha=0.25)
+        >>> grad, hess = objective(np.array([1.0, 0.0]), np.array([-3.0, 0.0]))  # y_true, y_pred
+        >>> print(grad.round(4))
+        [-0.2817  0.2237]
     """
-    gbdt.binary_focal_grad_hess([0.0], [1], gamma=gamma, alpha=alpha, min_hessian=min_hessian)
-
-    def objective(first: Any, second: Any, weight: Any = None) -> Any:
-        scores, labels, weights = _unpack(first, second, weight)
-        return gbdt.binary_focal_grad_hess(
-            scores, labels, gamma=gamma, alpha=alpha, weight=weights, min_hessian=min_hessian
-        )
-
-    return objective
+    settings = _Settings("binary_focal_objective()", None, gamma, alpha, min_hessian)
+    return FocalObjective(settings, "binary_focal_objective")
 
 
 def softmax_focal_objective(
     num_class: int,
     gamma: float = 2.0,
-    alpha: float | Sequence[float] | None = None,
+    alpha: SoftmaxAlpha = None,
     *,
     min_hessian: float = 1e-6,
-) -> Callable[..., tuple[NDArray[np.float64], NDArray[np.float64]]]:
-    """The multi-class focal objective, Hessian in LightGBM ``multiclass``'s scale, K / (K - 1)."""
+) -> FocalObjective:
+    r"""Multi-class focal objective for LightGBM, with ``multiclass``'s Hessian convention.
+
+    ``grad = weight * g`` and ``hess = K / (K - 1) * weight * max(h, min_hessian)`` with
+    :math:`g` and :math:`h` the exact gradient and Hessian diagonal of ``softmax_focal_loss``
+    (:func:`focalkit.gbdt.softmax_focal_grad_hess`). The factor :math:`K / (K - 1)` is LightGBM's
+    ``multiclass``, so at ``gamma=0, alpha=None`` this trains what it trains. Set ``num_class``
+    in ``lgb.train``'s params too; ``LGBMClassifier`` sets it.
+
+    Args:
+        num_class: Number of classes :math:`K \ge 2`; predictions must have K columns.
+        gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
+        alpha: ``None``, a number ``>= 0``, or one value ``>= 0`` per class (e.g.
+            :func:`focalkit.class_weights`). Default: ``None``.
+        min_hessian: Floor of the unweighted, unscaled Hessian. Default: ``1e-6``.
+
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.lightgbm import softmax_focal_objective
+        >>> objective = softmax_focal_objective(3, gamma=0.0)
+        >>> grad, hess = objective(np.array([0]), np.zeros((1, 3)))
+        >>> print(grad.round(4), hess.round(4))  # p - onehot, 3/2 p (1 - p)
+        [[-0.6667  0.3333  0.3333]] [[0.3333 0.3333 0.3333]]
+    """
     where = "softmax_focal_objective()"
-    num_class = _check_num_class(num_class, where)
-    gbdt.softmax_focal_grad_hess(
-        np.zeros((1, num_class)), [0], gamma=gamma, alpha=alpha, min_hessian=min_hessian
-    )
-    factor = num_class / (num_class - 1.0)
-
-    def objective(first: Any, second: Any, weight: Any = None) -> Any:
-        scores, labels, weights = _unpack(first, second, weight)
-        grad, hess = gbdt.softmax_focal_grad_hess(
-            _multi_margins(scores, num_class, where),
-            labels,
-            gamma=gamma,
-            alpha=alpha,
-            weight=weights,
-            min_hessian=min_hessian,
-        )
-        return grad, factor * hess
-
-    return objective
+    classes = check_num_class(num_class, where)
+    settings = _Settings(where, classes, gamma, alpha, min_hessian, classes / (classes - 1.0))
+    return FocalObjective(settings, "softmax_focal_objective")
 
 
-def binary_focal_metric(
-    gamma: float = 2.0, alpha: float | None = 0.25
-) -> Callable[..., tuple[str, float, bool]]:
-    """The mean binary focal loss of raw scores: ``("focal", value, False)``."""
-    gbdt.binary_focal_value([0.0], [1], gamma=gamma, alpha=alpha)
+def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> FocalMetric:
+    """The mean binary focal loss of margins, named ``"focal_loss"``; arguments as the objective's.
 
-    def metric(first: Any, second: Any, weight: Any = None) -> tuple[str, float, bool]:
-        scores, labels, weights = _unpack(first, second, weight)
-        values = gbdt.binary_focal_value(scores, labels, gamma=gamma, alpha=alpha)
-        return "focal", _mean(values, weights), False
-
-    return metric
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.lightgbm import binary_focal_metric
+        >>> name, value, higher_is_better = binary_focal_metric()(
+        ...     np.array([1, 0, 1]), np.array([-3.0, 0.0, 2.0]), None)
+        >>> name, round(value, 6), higher_is_better
+        ('focal_loss', 0.273995, False)
+    """
+    settings = _Settings("binary_focal_metric()", None, gamma, alpha, -np.inf)
+    return FocalMetric(settings, "binary_focal_metric")
 
 
 def softmax_focal_metric(
-    num_class: int, gamma: float = 2.0, alpha: float | Sequence[float] | None = None
-) -> Callable[..., tuple[str, float, bool]]:
-    """The mean multi-class focal loss of raw scores: ``("focal", value, False)``."""
-    where = "softmax_focal_metric()"
-    num_class = _check_num_class(num_class, where)
+    num_class: int, gamma: float = 2.0, alpha: SoftmaxAlpha = None
+) -> FocalMetric:
+    """The mean softmax focal loss of margins, named ``"focal_loss"``; arguments as the objective's.
 
-    def metric(first: Any, second: Any, weight: Any = None) -> tuple[str, float, bool]:
-        scores, labels, weights = _unpack(first, second, weight)
-        values = gbdt.softmax_focal_value(
-            _multi_margins(scores, num_class, where), labels, gamma=gamma, alpha=alpha
-        )
-        return "focal", _mean(values, weights), False
-
-    return metric
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.lightgbm import softmax_focal_metric
+        >>> margins = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> name, value, _ = softmax_focal_metric(3)(np.array([0, 1]), margins, None)
+        >>> round(value, 4)
+        0.8569
+    """
+    settings = _Settings("softmax_focal_metric()", num_class, gamma, alpha, -np.inf)
+    return FocalMetric(settings, "softmax_focal_metric")

@@ -1,48 +1,71 @@
-"""Focal-loss objectives and metrics for XGBoost, over the NumPy math in ``focalkit.gbdt``.
+r"""Focal-loss objectives and metrics for XGBoost, over :mod:`focalkit.gbdt`.
 
-Each factory returns one callable that works both as ``obj=`` / ``custom_metric=`` in
-``xgb.train`` (called ``(preds, dtrain)``) and as ``objective=`` / ``eval_metric=`` in
-``xgb.XGBClassifier`` (called ``(y_true, y_pred, sample_weight=...)``); the type of the second
-argument tells the two apart. Sample weights are honoured in both.
+Each factory returns one callable that works in both of XGBoost's APIs; it tells them apart by
+the type of its second argument:
 
-Conventions:
+- ``xgb.train(params, dtrain, obj=objective, custom_metric=metric)`` calls ``(preds, dtrain)``,
+  with labels and sample weights read from the ``DMatrix``;
+- ``xgb.XGBClassifier(objective=objective, eval_metric=metric)`` calls
+  ``(y_true, y_pred, sample_weight=...)`` (XGBoost looks for that parameter name).
 
-- Predictions reach the objective and the metric as raw margins (XGBoost passes margins whenever
-  the objective is custom). ``focalkit.gbdt.predict_proba`` turns margins into probabilities;
-  ``XGBClassifier.predict_proba`` does that itself.
-- The multi-class Hessian is scaled by 2, the factor XGBoost's ``multi:softprob`` uses
-  (``2 p (1 - p)``), so that ``gamma=0, alpha=None`` trains what ``multi:softprob`` trains. The
-  binary Hessian is exact, as ``binary:logistic``'s ``p (1 - p)`` is.
-- For a custom metric to drive early stopping, pass ``disable_default_eval_metric=1`` in the
-  parameters (or ``XGBClassifier(disable_default_eval_metric=True)``), so that the focal metric is
-  the last one evaluated.
-- Lower ``min_child_weight`` (default 1, a minimum of summed Hessian per leaf): focal Hessians of
-  well-classified rows are small, and with the default no split may qualify. 1e-3 works.
+Predictions reach a custom objective and metric as raw margins: shape :math:`(N)` for the
+binary objective, :math:`(N, K)` for the multi-class one. ``xgb.train`` needs
+``params["num_class"] = K`` for the latter.
+
+**Hessian convention.** The binary objective's Hessian is the exact one, as ``binary:logistic``'s
+is. ``multi:softprob`` uses :math:`2 p (1 - p)`, twice the exact diagonal, so the multi-class
+objective returns ``2 * weight * max(h, min_hessian)``: at ``gamma=0, alpha=None`` both objectives
+train the same trees as the built-ins (tested), and ``min_child_weight`` and ``reg_lambda`` mean
+what they mean there.
+
+**Split and leaf constraints.** Focal Hessians are :math:`(1 - p_t)^\gamma` times the logistic
+ones, so XGBoost's default ``min_child_weight=1`` can forbid every split on imbalanced data:
+lower it (``1e-3`` in focalkit's tests). Keep ``reg_lambda`` at its default 1: it bounds the
+leaf values :math:`-\sum g / (\sum h + \lambda)` where the Hessians are small.
+
+**Early stopping on the focal metric.** Set ``disable_default_eval_metric=True`` (``xgb.train``
+params or ``XGBClassifier``) so that the metric is the only one XGBoost reports; early stopping
+follows the last metric of the last evaluation set. Without a starting margin, ``xgb.train``
+with a callable ``obj`` starts from ``base_score`` (0.5 as a margin); pass
+``base_margin=focalkit.gbdt.prior_margin(y)`` to the ``DMatrix`` (or ``XGBClassifier.fit``) to
+start from the class balance. ``XGBClassifier`` fits its own intercept.
 
 Example:
     >>> import numpy as np, xgboost as xgb
+    >>> from focalkit.gbdt import prior_margin, predict_proba
     >>> from focalkit.xgboost import binary_focal_metric, binary_focal_objective
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 3)); y = (X[:, 0] + rng.normal(size=200) > 1.5).astype(int)
-    >>> train = xgb.DMatrix(X, label=y, base_margin=np.zeros(200))
-    >>> params = {"disable_default_eval_metric": 1, "min_child_weight": 1e-3, "nthread": 1}
-    >>> booster = xgb.train(params, train,
-    ...                     num_boost_round=5, obj=binary_focal_objective(gamma=2.0),
-    ...                     custom_metric=binary_focal_metric(gamma=2.0))
-    >>> booster.predict(train, output_margin=True).shape
-    (200,)
+    >>> X = rng.normal(size=(400, 3)); y = (X[:, 0] + rng.normal(size=400) > 1.5).astype(int)
+    >>> dtrain = xgb.DMatrix(X, label=y, base_margin=np.full(400, prior_margin(y)))
+    >>> params = {"max_depth": 2, "nthread": 1, "min_child_weight": 1e-3,
+    ...           "disable_default_eval_metric": True}
+    >>> log = {}
+    >>> booster = xgb.train(params, dtrain, 20, obj=binary_focal_objective(gamma=2.0),
+    ...                     custom_metric=binary_focal_metric(gamma=2.0), evals=[(dtrain, "train")],
+    ...                     evals_result=log, verbose_eval=False)
+    >>> losses = log["train"]["focal_loss"]
+    >>> len(losses), losses[-1] < losses[0]
+    (20, True)
+    >>> proba = predict_proba(booster.predict(dtrain, output_margin=True))  # P(y = 1)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from focalkit import gbdt
+from focalkit.gbdt import SoftmaxAlpha, _Settings
+
+try:
+    import xgboost as xgb
+except ModuleNotFoundError as error:  # pragma: no cover - depends on the environment
+    if error.name == "xgboost":
+        raise ImportError(
+            'focalkit.xgboost needs XGBoost: pip install "focalkit[xgboost]"'
+        ) from error
+    raise
 
 __all__ = [
     "binary_focal_metric",
@@ -51,123 +74,165 @@ __all__ = [
     "softmax_focal_objective",
 ]
 
-#: XGBoost's multi:softprob Hessian is 2 p (1 - p); focalkit.gbdt's exact one is p (1 - p).
-SOFTPROB_HESSIAN_FACTOR = 2.0
-
-Objective = Callable[..., tuple[NDArray[np.float64], NDArray[np.float64]]]
+METRIC_NAME = "focal_loss"
+MULTICLASS_HESSIAN_SCALE = 2.0  # multi:softprob's Hessian is 2 p (1 - p)
 
 
-def _unpack(first: Any, second: Any, sample_weight: Any) -> tuple[Any, Any, Any, bool]:
-    """``(margins, labels, weights, is_train_api)`` from either calling convention."""
-    if isinstance(second, xgb.DMatrix):
-        weights = second.get_weight()
-        return first, second.get_label(), weights if weights.size else None, True
-    return second, first, sample_weight, False
+def _unpack(
+    first: Any, second: Any, sample_weight: ArrayLike | None
+) -> tuple[ArrayLike, ArrayLike, ArrayLike | None, bool]:
+    """``(preds, labels, weight, from_train)`` from either API's arguments."""
+    if isinstance(second, xgb.DMatrix):  # xgb.train: (preds, dtrain)
+        weight: NDArray[Any] | None = second.get_weight()
+        if weight is not None and weight.size == 0:
+            weight = None
+        return first, second.get_label(), weight, True
+    return second, first, sample_weight, False  # scikit-learn API: (y_true, y_pred)
 
 
-def _multi_margins(preds: Any, num_class: int, where: str) -> NDArray[np.float64]:
-    margins = np.asarray(preds, dtype=np.float64)
-    if margins.ndim == 1 and margins.size % num_class == 0:
-        margins = margins.reshape(-1, num_class)
-    if margins.ndim != 2 or margins.shape[1] != num_class:
-        raise ValueError(
-            f"{where}: predictions must have num_class={num_class} columns, got shape "
-            f"{np.shape(preds)}"
+class FocalObjective:
+    """A focal objective for ``xgb.train(obj=...)`` and ``XGBClassifier(objective=...)``.
+
+    Built by :func:`binary_focal_objective` and :func:`softmax_focal_objective`; returns
+    ``(grad, hess)`` as float64 arrays of the predictions' shape.
+    """
+
+    def __init__(self, settings: _Settings, factory: str) -> None:
+        self._settings, self._factory = settings, factory
+
+    def __call__(
+        self,
+        y_true_or_preds: Any,
+        y_pred_or_dtrain: Any,
+        sample_weight: ArrayLike | None = None,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        preds, labels, weight, _ = _unpack(y_true_or_preds, y_pred_or_dtrain, sample_weight)
+        return self._settings.grad_hess(preds, labels, weight)
+
+    def __repr__(self) -> str:
+        return f"{self._factory}({self._settings.describe()})"
+
+
+class FocalMetric:
+    """The mean focal loss (lower is better), for ``custom_metric=`` and ``eval_metric=``.
+
+    Built by :func:`binary_focal_metric` and :func:`softmax_focal_metric`. ``xgb.train`` gets
+    ``("focal_loss", value)``, ``XGBClassifier`` a float (it names the metric after
+    ``__name__``). Weighted by the evaluation set's sample weights where it has them. Expects
+    margins, which XGBoost passes whenever the objective is a callable.
+    """
+
+    __name__ = METRIC_NAME
+
+    def __init__(self, settings: _Settings, factory: str) -> None:
+        self._settings, self._factory = settings, factory
+
+    def __call__(
+        self,
+        y_true_or_preds: Any,
+        y_pred_or_dtrain: Any,
+        sample_weight: ArrayLike | None = None,
+    ) -> tuple[str, float] | float:
+        preds, labels, weight, from_train = _unpack(
+            y_true_or_preds, y_pred_or_dtrain, sample_weight
         )
-    return margins
+        value = self._settings.mean_loss(preds, labels, weight)
+        return (METRIC_NAME, value) if from_train else value
 
-
-def _check_num_class(num_class: object, where: str) -> int:
-    if not isinstance(num_class, (int, np.integer)) or isinstance(num_class, bool) or num_class < 2:
-        raise ValueError(f"{where}: num_class must be an int >= 2, got {num_class!r}")
-    return int(num_class)
+    def __repr__(self) -> str:
+        return f"{self._factory}({self._settings.describe()})"
 
 
 def binary_focal_objective(
     gamma: float = 2.0, alpha: float | None = 0.25, *, min_hessian: float = 1e-6
-) -> Objective:
-    """The binary focal objective (``sigmoid_focal_loss``) for ``xgb.train`` and ``XGBClassifier``.
+) -> FocalObjective:
+    r"""Binary focal objective: :func:`focalkit.gbdt.binary_focal_grad_hess` for XGBoost.
 
-    ``gamma=0, alpha=None`` is the logistic loss of ``binary:logistic``.
+    ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)`` with :math:`g`, :math:`h`
+    the exact derivatives of ``sigmoid_focal_loss`` with respect to the margin. At ``gamma=0,
+    alpha=None`` it trains what ``binary:logistic`` trains.
+
+    Args:
+        gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
+        alpha: Weight of positives in ``[0, 1]`` (``1 - alpha`` for negatives), or ``None``.
+            Default: 0.25.
+        min_hessian: Floor of the unweighted Hessian. Default: ``1e-6``.
+
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.xgboost import binary_focal_objective
+        >>> objective = binary_focal_objective(gamma=2.0, alpha=0.25)
+        >>> objective
+        binary_focal_objective(gamma=2.0, alpha=0.25)
+        >>> grad, hess = objective(np.array([1.0, 0.0]), np.array([-3.0, 0.0]))  # y_true, y_pred
+        >>> print(grad.round(4))
+        [-0.2817  0.2237]
     """
-    gbdt.binary_focal_grad_hess([0.0], [1], gamma=gamma, alpha=alpha, min_hessian=min_hessian)
-
-    def objective(first: Any, second: Any, sample_weight: Any = None) -> Any:
-        margins, labels, weights, _ = _unpack(first, second, sample_weight)
-        return gbdt.binary_focal_grad_hess(
-            margins, labels, gamma=gamma, alpha=alpha, weight=weights, min_hessian=min_hessian
-        )
-
-    return objective
+    settings = _Settings("binary_focal_objective()", None, gamma, alpha, min_hessian)
+    return FocalObjective(settings, "binary_focal_objective")
 
 
 def softmax_focal_objective(
     num_class: int,
     gamma: float = 2.0,
-    alpha: float | Sequence[float] | None = None,
+    alpha: SoftmaxAlpha = None,
     *,
     min_hessian: float = 1e-6,
-) -> Objective:
-    """The multi-class focal objective (``softmax_focal_loss``), Hessian in softprob's scale.
+) -> FocalObjective:
+    r"""Multi-class focal objective for XGBoost, with ``multi:softprob``'s Hessian convention.
 
-    ``alpha`` may be per-class, for example ``focalkit.class_weights(counts)``.
+    ``grad = weight * g`` and ``hess = 2 * weight * max(h, min_hessian)`` with :math:`g` and
+    :math:`h` the exact gradient and Hessian diagonal of ``softmax_focal_loss``
+    (:func:`focalkit.gbdt.softmax_focal_grad_hess`). The factor 2 is ``multi:softprob``'s
+    (:math:`2 p (1 - p)`), so at ``gamma=0, alpha=None`` this trains what it trains. Set
+    ``num_class`` in ``xgb.train``'s params too; ``XGBClassifier`` sets it.
+
+    Args:
+        num_class: Number of classes :math:`K \ge 2`; predictions must have K columns.
+        gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
+        alpha: ``None``, a number ``>= 0``, or one value ``>= 0`` per class (e.g.
+            :func:`focalkit.class_weights`). Default: ``None``.
+        min_hessian: Floor of the unweighted, unscaled Hessian. Default: ``1e-6``.
+
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.xgboost import softmax_focal_objective
+        >>> objective = softmax_focal_objective(3, alpha=[0.2, 0.3, 0.5])
+        >>> objective
+        softmax_focal_objective(num_class=3, gamma=2.0, alpha=[0.2, 0.3, 0.5])
+        >>> grad, hess = objective(np.array([0, 2]), np.zeros((2, 3)))
+        >>> grad.shape, hess.shape
+        ((2, 3), (2, 3))
     """
     where = "softmax_focal_objective()"
-    num_class = _check_num_class(num_class, where)
-    gbdt.softmax_focal_grad_hess(
-        np.zeros((1, num_class)), [0], gamma=gamma, alpha=alpha, min_hessian=min_hessian
-    )
-
-    def objective(first: Any, second: Any, sample_weight: Any = None) -> Any:
-        preds, labels, weights, _ = _unpack(first, second, sample_weight)
-        grad, hess = gbdt.softmax_focal_grad_hess(
-            _multi_margins(preds, num_class, where),
-            labels,
-            gamma=gamma,
-            alpha=alpha,
-            weight=weights,
-            min_hessian=min_hessian,
-        )
-        return grad, SOFTPROB_HESSIAN_FACTOR * hess
-
-    return objective
+    settings = _Settings(where, num_class, gamma, alpha, min_hessian, MULTICLASS_HESSIAN_SCALE)
+    return FocalObjective(settings, "softmax_focal_objective")
 
 
-def _mean(values: NDArray[np.float64], weights: Any) -> float:
-    if weights is None:
-        return float(np.mean(values))
-    weights = np.asarray(weights, dtype=np.float64)
-    return float(np.sum(values * weights) / np.sum(weights))
+def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> FocalMetric:
+    """The mean binary focal loss of margins, named ``"focal_loss"``; arguments as the objective's.
 
-
-def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> Callable[..., Any]:
-    """The mean binary focal loss of margins, weighted by the set's sample weights if it has them.
-
-    Returns ``("focal", value)`` to ``xgb.train`` and a float to ``XGBClassifier``.
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.xgboost import binary_focal_metric
+        >>> round(binary_focal_metric()(np.array([1, 0, 1]), np.array([-3.0, 0.0, 2.0])), 6)
+        0.273995
     """
-    gbdt.binary_focal_value([0.0], [1], gamma=gamma, alpha=alpha)
-
-    def metric(first: Any, second: Any, sample_weight: Any = None) -> Any:
-        margins, labels, weights, train_api = _unpack(first, second, sample_weight)
-        value = _mean(gbdt.binary_focal_value(margins, labels, gamma=gamma, alpha=alpha), weights)
-        return ("focal", value) if train_api else value
-
-    return metric
+    settings = _Settings("binary_focal_metric()", None, gamma, alpha, -np.inf)
+    return FocalMetric(settings, "binary_focal_metric")
 
 
 def softmax_focal_metric(
-    num_class: int, gamma: float = 2.0, alpha: float | Sequence[float] | None = None
-) -> Callable[..., Any]:
-    """The mean multi-class focal loss of margins; ``("focal", value)`` or a float."""
-    where = "softmax_focal_metric()"
-    num_class = _check_num_class(num_class, where)
+    num_class: int, gamma: float = 2.0, alpha: SoftmaxAlpha = None
+) -> FocalMetric:
+    """The mean softmax focal loss of margins, named ``"focal_loss"``; arguments as the objective's.
 
-    def metric(first: Any, second: Any, sample_weight: Any = None) -> Any:
-        preds, labels, weights, train_api = _unpack(first, second, sample_weight)
-        values = gbdt.softmax_focal_value(
-            _multi_margins(preds, num_class, where), labels, gamma=gamma, alpha=alpha
-        )
-        value = _mean(values, weights)
-        return ("focal", value) if train_api else value
-
-    return metric
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.xgboost import softmax_focal_metric
+        >>> margins = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> round(softmax_focal_metric(3)(np.array([0, 1]), margins), 4)
+        0.8569
+    """
+    settings = _Settings("softmax_focal_metric()", num_class, gamma, alpha, -np.inf)
+    return FocalMetric(settings, "softmax_focal_metric")
