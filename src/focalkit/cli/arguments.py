@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -102,3 +103,33 @@ def gammas(text: str) -> tuple[float, ...]:
             raise argparse.ArgumentTypeError(f"each gamma must be a number >= 0, got {item!r}")
         values.append(value)
     return tuple(values)
+
+
+def add_run_options(parser: argparse.ArgumentParser, default_epochs: int) -> None:
+    """The options ``demo`` and ``compare`` share: seeds, beta, epochs and the output folder."""
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=3,
+        help="number of seeds; seed k sets the split, initial weights and batch order "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--beta",
+        type=beta,
+        default=0.999,
+        help="beta of the effective-number weights of class-balanced focal loss, in [0, 1) "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=default_epochs,
+        help="training epochs per run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("focalkit-report"),
+        help="folder for report.md and the figures (default: %(default)s/)",
+    )

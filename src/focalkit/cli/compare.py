@@ -54,33 +54,13 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         help="fraction of the rows held out for testing, in (0, 1) (default: %(default)g)",
     )
     parser.add_argument(
-        "--seeds", type=arguments.positive_int, default=3, help="number of seeds (default: 3)"
-    )
-    parser.add_argument(
-        "--beta",
-        type=arguments.beta,
-        default=0.999,
-        help="beta of the class-balanced focal loss's weights, in [0, 1) (default: %(default)g)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=arguments.positive_int,
-        default=Settings.epochs,
-        help="training epochs per run (default: %(default)s)",
-    )
-    parser.add_argument(
         "--max-categories",
         type=arguments.positive_int,
         default=50,
         help="most distinct values a non-numeric column may have to be one-hot encoded "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("focalkit-report"),
-        help="folder for report.md and the figures (default: %(default)s/)",
-    )
+    arguments.add_run_options(parser, Settings.epochs)
     parser.set_defaults(run=run)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,32 +51,7 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         default=50.0,
         help="largest class's training count over the smallest's, >= 1 (default: %(default)g)",
     )
-    parser.add_argument(
-        "--seeds",
-        type=arguments.positive_int,
-        default=3,
-        help="number of seeds; seed k sets the split, initial weights and batch order "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--beta",
-        type=arguments.beta,
-        default=0.999,
-        help="beta of the effective-number weights of class-balanced focal loss, in [0, 1) "
-        "(default: %(default)g)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=arguments.positive_int,
-        default=Settings.epochs,
-        help="training epochs per run (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("focalkit-report"),
-        help="folder for report.md and the figures (default: %(default)s/)",
-    )
+    arguments.add_run_options(parser, Settings.epochs)
     parser.set_defaults(run=run)
 
 
