@@ -45,7 +45,7 @@ from torch import Tensor
 # pool), so chunks are as large as the temporaries they need allow: the one-hot softmax path has
 # none of the input's size (it writes the gradient in place), the others have several.
 ONE_HOT_CHUNK = 1 << 24
-DISTRIBUTION_CHUNK = 1 << 20
+DISTRIBUTION_CHUNK = 1 << 22
 SIGMOID_CHUNK = 1 << 19
 
 Recompute = Callable[[Tensor], Tensor]
@@ -112,6 +112,8 @@ class _ScaledGrad(torch.autograd.Function):
             ctx.unit_grad = None
             if grad_out.dim() and ctx.class_dim is not None:
                 grad_out = grad_out.unsqueeze(ctx.class_dim)
+            if ctx.grad_factor is not None:
+                grad_out = grad_out * ctx.grad_factor
             grad = grad.mul_(grad_out.to(grad.dtype))
         return (grad,) + (None,) * (ctx.num_inputs - 1)
 
@@ -134,8 +136,10 @@ def _save(
     rerun: Callable[[], Tensor],
     num_inputs: int,
     class_dim: int | None,
+    grad_factor: Tensor | float | None = None,
 ) -> None:
     ctx.save_for_backward(input)
+    ctx.grad_factor = grad_factor
     ctx.unit_grad = unit_grad
     ctx.recompute = recompute
     ctx.rerun = rerun
@@ -147,10 +151,11 @@ def _no_autocast(tensor: Tensor) -> torch.autocast:
     return torch.autocast(tensor.device.type, enabled=False)
 
 
-def _unit_grad(result: tuple[Tensor, Tensor | None]) -> Tensor:
-    if result[1] is None:
+def _unit_grad(result: tuple[Any, ...]) -> Tensor:
+    grad = result[1]
+    if not isinstance(grad, Tensor):
         raise RuntimeError("the kernel computed no gradient")
-    return result[1]
+    return grad
 
 
 def _chunk_rows(row_elements: int, chunk_elements: int) -> int:
@@ -175,9 +180,11 @@ class SoftmaxFocal(_ScaledGrad):
     def forward(ctx: Any, input: Tensor, *args: Any) -> Tensor:
         *settings, recompute, needs_grad = args
         with _no_autocast(input):  # the math is float32 already; keep reductions there
-            out, unit_grad = _softmax_forward(input, *settings, needs_grad=needs_grad)
+            out, unit_grad, factor = _softmax_forward(input, *settings, needs_grad=needs_grad)
         rerun = partial(_softmax_forward, input, *settings, needs_grad=True)
-        _save(ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), 1)
+        _save(
+            ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), 1, factor
+        )
         return out
 
 
@@ -194,7 +201,8 @@ def _softmax_forward(
     compute_dtype: torch.dtype,
     *,
     needs_grad: bool,
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor | None, Tensor | float | None]:
+    """Loss, unit gradient, and the factor still to multiply that gradient by (None: none)."""
     rows, row_elements = input.shape[0], input[:1].numel()
     unit_grad = (
         torch.empty_like(input, memory_format=torch.contiguous_format) if needs_grad else None
@@ -207,11 +215,11 @@ def _softmax_forward(
         scratch_shape = (min(rows, _chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
         scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
     grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
-    loss_rows = torch.empty((rows, 1, *input.shape[2:]), dtype=compute_dtype, device=input.device)
+    losses, factors = [], []
     for chunk in row_chunks(rows, row_elements, chunk_elements):
         x = input[chunk].to(compute_dtype)
         work = unit_grad[chunk] if direct else scratch[: x.shape[0]]  # type: ignore[index]
-        loss_rows[chunk] = _softmax_chunk(
+        loss, factor = _softmax_chunk(
             x,
             work,
             None if index is None else index[chunk],
@@ -222,16 +230,28 @@ def _softmax_forward(
             label_smoothing,
             grad_scale if needs_grad else None,
         )
+        losses.append(loss)
+        factors.append(factor)
         if unit_grad is not None and not direct:
             unit_grad[chunk] = work
-    per_element = loss_rows.squeeze(1)
+    if not losses:  # an empty batch
+        losses.append(input.new_empty((0, 1, *input.shape[2:]), dtype=compute_dtype))
+        factors.append(None)
+    per_element = _join(losses).squeeze(1)
     if reduction == "none":
         out = per_element
     elif reduction == "sum":
         out = per_element.sum()
     else:
         out = per_element.sum() / divisor
-    return out, unit_grad
+    # Every chunk returns the same kind of factor: None, one number, or one per element.
+    first = factors[0]
+    factor = first if not isinstance(first, Tensor) or first.dim() == 0 else _join(factors)
+    return out, unit_grad, factor
+
+
+def _join(parts: list[Any]) -> Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _softmax_chunk(
@@ -244,40 +264,121 @@ def _softmax_chunk(
     gamma: float | Tensor,
     label_smoothing: float,
     grad_scale: Tensor | float | None,
-) -> Tensor:
+) -> tuple[Tensor, Tensor | float | None]:
     """A chunk's loss per element ``(n, 1, d...)``; its unit gradient is written into ``work``.
 
     ``work`` may be ``x`` itself (its logits are then overwritten). ``grad_scale=None`` skips the
-    gradient.
+    gradient. The second result is None when ``work`` holds the whole unit gradient, or a factor
+    (a number, or one per element shaped like the loss) that ``work`` still has to be multiplied
+    by: the caller folds it into a pass it makes anyway (backward's scaling by the incoming
+    gradient, or the fused loss's matrix products), which saves one pass over the chunk here.
     """
-    # The target's logit, read before ``work`` (which may be ``x``) is written.
-    x_target = x.gather(1, index) if index is not None and label_smoothing == 0 else None
-    shift = x.amax(1, keepdim=True)
-    torch.sub(x, shift, out=work)
-    if x_target is not None and index is not None:
-        # One-hot target: only the target's log-probability enters the loss.
-        log_total = work.exp_().sum(1, keepdim=True).log_()
-        log_pt = x_target - shift.add_(log_total)
-        one_minus_pt = torch.expm1(log_pt).neg_()
-        power = one_minus_pt.pow(gamma)
+    if index is not None and label_smoothing == 0:
+        # One-hot target: only s_t = log p_t enters the loss, and the gradient is
+        # (dl/ds_t) (onehot - p). ``work`` gets (dl/ds_t) (p - onehot), hence the factor -1.
         if row_coef is None:
             raise ValueError("class-index targets need their elements' coefficients")
         coef = row_coef if class_coef is None else row_coef * class_coef[index]
-        ignored = coef == 0  # 0 even where log p_t = -inf
-        loss = torch.mul(power, log_pt).mul_(coef).neg_().masked_fill_(ignored, 0.0)
-        if grad_scale is not None:
-            slope = _focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
-            slope.masked_fill_(ignored, 0.0)  # dl/ds_t
-            work.mul_(torch.exp(log_total.neg_()).mul_(slope).neg_())  # -slope * p_j
-            work.scatter_add_(1, index, slope)
-        return loss
+        log_p = torch.log_softmax(x, 1, out=work)
+        # Elements of weight 0 (ignored ones) take s_t = 0, so that their terms are 0 even
+        # where a masked logit (-inf) makes their s_t = -inf.
+        log_pt = torch.where(coef != 0, log_p.gather(1, index), 0.0)
+        minus_u = torch.expm1(log_pt)  # p_t - 1
+        loss, slope = _target_terms(log_pt, minus_u, coef, gamma, grad_scale)
+        if slope is None:
+            return loss, None
+        work.exp_().scatter_(1, index, minus_u).mul_(slope)
+        return loss, -1.0
     # A distribution over classes: smoothed one-hot or probability targets.
+    if isinstance(gamma, Tensor) or gamma < 1:
+        loss = _softmax_distribution_chunk(
+            x, work, index, q, class_coef, row_coef, gamma, label_smoothing, grad_scale
+        )
+        return loss, None
+    # gamma >= 1. With t = gamma p s - (1 - p) and g = (1 - p)^(gamma - 1), both bounded, the
+    # loss is sum_c Q g (p - 1) s and a = Q g t. For gamma = 2, g is taken as p - 1 and the
+    # sign moves into the returned factor; the loss is (p - 1)^2 s there.
     log_p = F.log_softmax(x, 1)
     prob = log_p.exp()
-    weights = _target_weights(log_p, index, q, class_coef, row_coef, label_smoothing)
+    minus_u = prob - 1.0
+    torch.addcmul(minus_u, prob, log_p, value=gamma, out=work)  # t; ``x`` is no longer read
+    if gamma == 2:
+        sign = -1.0
+        work.mul_(minus_u)
+        terms = minus_u.square_().mul_(log_p)
+    elif gamma == 1:
+        sign = 1.0
+        terms = minus_u.mul_(log_p)
+    else:
+        sign = 1.0
+        g = torch.neg(minus_u).pow_(gamma - 1.0)
+        work.mul_(g)
+        terms = minus_u.mul_(log_p).mul_(g)
+    del log_p
+    loss = _mul_target_weights_(terms, index, q, class_coef, label_smoothing).sum(1, keepdim=True)
+    loss = loss.mul_(sign) if row_coef is None else loss.mul_(row_coef * sign)
+    if grad_scale is None:
+        return loss, None
+    _mul_target_weights_(work, index, q, class_coef, label_smoothing)  # a / sign
+    work.addcmul_(prob, work.sum(1, keepdim=True), value=-1.0)
+    return loss, sign * grad_scale if row_coef is None else row_coef * (sign * grad_scale)
+
+
+def _target_terms(
+    log_pt: Tensor,
+    minus_u: Tensor,
+    coef: Tensor,
+    gamma: float | Tensor,
+    grad_scale: Tensor | float | None,
+) -> tuple[Tensor, Tensor | None]:
+    """Loss ``-coef (1 - p_t)^gamma s_t`` and slope ``coef grad_scale f'(s_t)``, per element.
+
+    For ``gamma >= 1``, ``f'(s) = (1 - p)^(gamma - 1) (gamma p s - (1 - p))``, bounded, with no
+    division; a tensor ``gamma`` or one below 1 takes :func:`_focal_slope`.
+    """
+    if isinstance(gamma, Tensor) or gamma < 1:
+        one_minus_pt = minus_u.neg()
+        power = one_minus_pt.pow(gamma)
+        loss = torch.mul(power, log_pt).mul_(coef).neg_()
+        if grad_scale is None:
+            return loss, None
+        return loss, _focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
+    power = minus_u.square() if gamma == 2 else minus_u.neg().pow_(gamma)
+    loss = power.mul_(log_pt).mul_(coef).neg_()
+    if grad_scale is None:
+        return loss, None
+    # p s -> 0 as s -> -inf; the clamp keeps it 0 there instead of 0 * inf.
+    log_pt = log_pt.clamp_min(torch.finfo(log_pt.dtype).min)
+    t = torch.addcmul(minus_u, minus_u + 1.0, log_pt, value=gamma)  # gamma p s - (1 - p)
+    if gamma == 2:  # (1 - p)^(gamma - 1) = -minus_u
+        return loss, t.mul_(minus_u).mul_(coef * -grad_scale)
+    if gamma != 1:
+        t.mul_(minus_u.neg().pow_(gamma - 1.0))
+    return loss, t.mul_(coef * grad_scale)
+
+
+def _softmax_distribution_chunk(
+    x: Tensor,
+    work: Tensor,
+    index: Tensor | None,
+    q: Tensor | None,
+    class_coef: Tensor | None,
+    row_coef: Tensor | None,
+    gamma: float | Tensor,
+    label_smoothing: float,
+    grad_scale: Tensor | float | None,
+) -> Tensor:
+    """A target distribution at any ``gamma`` (a tensor, or below 1, where ``(1 - p)^(gamma-1)``
+    is unbounded): the loss per element, and the complete unit gradient written into ``work``."""
+    log_p = F.log_softmax(x, 1)
+    prob = log_p.exp()
     one_minus_p = torch.rsub(prob, 1.0)
-    focal_weights = weights * one_minus_p.pow(gamma)  # Q (1 - p)^gamma
-    loss = torch.einsum("nc...,nc...->n...", focal_weights, log_p).unsqueeze(1).neg_()
+    focal_weights = _mul_target_weights_(
+        one_minus_p.pow(gamma), index, q, class_coef, label_smoothing
+    )  # Q (1 - p)^gamma
+    if row_coef is not None:
+        focal_weights.mul_(row_coef)
+    loss = (focal_weights * log_p).sum(1, keepdim=True).neg_()
     if grad_scale is not None:
         # ratio = p log p / (1 - p), finite where p rounds to 1 (where its factor is 0).
         tiny = torch.finfo(one_minus_p.dtype).tiny
@@ -289,31 +390,36 @@ def _softmax_chunk(
     return loss
 
 
-def _target_weights(
-    like: Tensor,
+def _mul_target_weights_(
+    values: Tensor,
     index: Tensor | None,
     q: Tensor | None,
     class_coef: Tensor | None,
-    row_coef: Tensor | None,
     label_smoothing: float,
 ) -> Tensor:
-    """``q alpha w`` per class (``q`` smoothed), times each element's coefficient."""
-    num_classes = like.shape[1]
+    """``values *= Q``, in place, with ``Q = q alpha w`` per class (``q`` smoothed).
+
+    For smoothed class indices that is one pass over the classes and a scatter of the targets'
+    share: the one-hot distribution is never formed.
+    """
+    num_classes = values.shape[1]
+    class_view = (1, -1) + (1,) * (values.dim() - 2)
+    share = label_smoothing / num_classes
     if q is not None:
-        weights = q.to(like.dtype)
         if label_smoothing > 0:
-            weights = weights * (1.0 - label_smoothing) + label_smoothing / num_classes
-    elif index is not None:
-        weights = torch.full_like(like, label_smoothing / num_classes)
-        on_target = torch.full(
-            index.shape, 1.0 - label_smoothing, dtype=like.dtype, device=like.device
-        )
-        weights.scatter_add_(1, index, on_target)
-    else:
+            values.mul_(q.to(values.dtype) * (1.0 - label_smoothing) + share)
+        else:
+            values.mul_(q)
+        return values if class_coef is None else values.mul_(class_coef.reshape(class_view))
+    if index is None:
         raise ValueError("a class-index or a class-probability target is required")
-    if class_coef is not None:
-        weights = weights * class_coef.reshape((1, -1) + (1,) * (like.dim() - 2))
-    return weights if row_coef is None else weights * row_coef
+    on_target = values.gather(1, index).mul_(1.0 - label_smoothing)
+    if class_coef is None:
+        values.mul_(share)
+    else:
+        on_target.mul_(class_coef[index])
+        values.mul_(class_coef.reshape(class_view) * share)
+    return values.scatter_add_(1, index, on_target)
 
 
 class SigmoidFocal(_ScaledGrad):
@@ -578,7 +684,7 @@ def _fused_pass(
         if grad_out is not None:  # 'none': each row's incoming gradient scales its row
             coef = coef * grad_out[part].reshape(-1, 1).to(compute)
         with _no_autocast(logits):
-            loss_rows[part] = _softmax_chunk(
+            loss, pending = _softmax_chunk(
                 logits,
                 logits,
                 index[part],
@@ -588,16 +694,21 @@ def _fused_pass(
                 gamma,
                 label_smoothing,
                 grad_scale if with_grad else None,
-            ).reshape(-1)
+            )
+        loss_rows[part] = loss.reshape(-1)
         if not with_grad:
             continue
-        unit = logits.to(classifier.dtype)  # d loss / d logits
+        if isinstance(pending, Tensor):
+            logits.mul_(pending)
+            pending = None
+        scale = 1.0 if pending is None else pending  # d loss / d logits = scale * logits
+        unit = logits.to(classifier.dtype)
         if grad_input is not None:
-            grad_input[part] = unit @ classifier
+            grad_input[part] = torch.mm(unit, classifier).mul_(scale)
         if grad_classifier is not None:
-            grad_classifier.addmm_(unit.t().to(compute), hidden.to(compute))
+            grad_classifier.addmm_(unit.t().to(compute), hidden.to(compute), alpha=scale)
         if grad_bias is not None:
-            grad_bias += logits.sum(0)
+            grad_bias.add_(logits.sum(0), alpha=scale)
     return loss_rows, (grad_input, grad_classifier, grad_bias)
 
 
