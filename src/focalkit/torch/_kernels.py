@@ -676,10 +676,21 @@ def _fused_pass(
     with_grad = any(wants)
     grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
     loss_rows = torch.empty(rows, dtype=compute, device=input.device)
+    # One logits buffer for every chunk: fresh chunk-sized allocations would each be new pages
+    # for the system to fault in and zero. (Autocast, or a classifier in another dtype than
+    # the math, takes F.linear and a conversion instead.)
+    buffer = None
+    if classifier.dtype == compute and not torch.is_autocast_enabled(input.device.type):
+        buffer = input.new_empty((min(chunk, rows), classifier.shape[0]), dtype=compute)
     for start in range(0, rows, chunk):
         part = slice(start, min(start + chunk, rows))
         hidden = input[part]
-        logits = F.linear(hidden, classifier, bias).to(compute)
+        if buffer is None:
+            logits = F.linear(hidden, classifier, bias).to(compute)
+        elif bias is None:
+            logits = torch.mm(hidden, classifier.t(), out=buffer[: hidden.shape[0]])
+        else:
+            logits = torch.addmm(bias, hidden, classifier.t(), out=buffer[: hidden.shape[0]])
         coef = row_coef[part]
         if grad_out is not None:  # 'none': each row's incoming gradient scales its row
             coef = coef * grad_out[part].reshape(-1, 1).to(compute)
@@ -704,7 +715,13 @@ def _fused_pass(
         scale = 1.0 if pending is None else pending  # d loss / d logits = scale * logits
         unit = logits.to(classifier.dtype)
         if grad_input is not None:
-            grad_input[part] = torch.mm(unit, classifier).mul_(scale)
+            rows_grad = grad_input[part]
+            if rows_grad.dtype == unit.dtype:
+                torch.mm(unit, classifier, out=rows_grad)
+            else:
+                rows_grad.copy_(unit @ classifier)
+            if scale != 1.0:
+                rows_grad.mul_(scale)
         if grad_classifier is not None:
             grad_classifier.addmm_(unit.t().to(compute), hidden.to(compute), alpha=scale)
         if grad_bias is not None:
