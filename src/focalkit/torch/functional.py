@@ -320,7 +320,10 @@ def _softmax_definition(
     if index is None or kept is None:
         raise ValueError("a class-index or a class-probability target is required")
     if label_smoothing == 0:
-        on_target = _focal_term(log_p.gather(1, index), log_1mp.gather(1, index), gamma)
+        # Ignored elements read class 0 as a placeholder; s_t = 0 there keeps their terms (and
+        # their gradients) 0 even where that class's logit is masked to -inf.
+        log_pt = torch.where(kept.unsqueeze(1), log_p.gather(1, index), 0.0)
+        on_target = _focal_term(log_pt, log_1mp.gather(1, index), gamma)
         if class_coef is not None:
             on_target = on_target * class_coef[index]
         per_element = on_target.squeeze(1)
