@@ -353,7 +353,7 @@ def _class_index_target(
         raise validation.shape_mismatch(where, "target", expected, target.shape, input.shape)
     _inputs.check_class_indices(target, input.shape[1], ignore_index, where)
     kept = target != ignore_index
-    index = torch.where(kept, target, torch.zeros_like(target)).long().unsqueeze(1)
+    index = torch.where(kept, target, 0).long().unsqueeze(1)
     return kept, index
 
 
