@@ -126,9 +126,28 @@ def test_all_targets_ignored_matches_cross_entropy(reduction, use_weight):
     input = torch.randn(4, 3, requires_grad=True)
     target = torch.full((4,), -100)
     weight = torch.tensor([1.0, 2.0, 3.0]) if use_weight else None
-    expected = F.cross_entropy(input, target, weight, reduction=reduction)
-    actual = focalkit.softmax_focal_loss(input, target, weight, reduction=reduction)
-    torch.testing.assert_close(actual, expected, equal_nan=True)
+    for smoothing in (0.0, 0.1):
+        expected = F.cross_entropy(input, target, weight, reduction=reduction)
+        actual = focalkit.softmax_focal_loss(
+            input, target, weight, reduction=reduction, label_smoothing=smoothing
+        )
+        torch.testing.assert_close(actual, expected, equal_nan=True)
+        # A batch of padding only: the value is NaN for 'mean' and the gradient 0, as PyTorch's.
+        (expected_grad,) = torch.autograd.grad(expected.sum(), input)
+        (grad,) = torch.autograd.grad(actual.sum(), input)
+        torch.testing.assert_close(grad, expected_grad)
+        assert not expected_grad.any()
+    nll = focalkit.nll_focal_loss(input.log_softmax(1), target, weight, reduction=reduction)
+    (nll_grad,) = torch.autograd.grad(nll.sum(), input)
+    assert not nll_grad.any()
+    classifier = torch.randn(3, 5, requires_grad=True)
+    hidden = torch.randn(4, 5, requires_grad=True)
+    fused = focalkit.linear_softmax_focal_loss(
+        hidden, classifier, target, weight=weight, reduction=reduction, chunk_size=3
+    )
+    torch.testing.assert_close(fused, expected, equal_nan=True)
+    for fused_grad in torch.autograd.grad(fused.sum(), (hidden, classifier)):
+        assert not fused_grad.any()
 
 
 def test_non_contiguous_and_channels_last_match_contiguous():

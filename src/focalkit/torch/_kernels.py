@@ -214,7 +214,7 @@ def _softmax_forward(
     if not direct:
         scratch_shape = (min(rows, _chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
         scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
-    grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
+    grad_scale = _mean_scale(divisor) if reduction == "mean" else 1.0
     losses, factors = [], []
     for chunk in row_chunks(rows, row_elements, chunk_elements):
         x = input[chunk].to(compute_dtype)
@@ -248,6 +248,14 @@ def _softmax_forward(
     first = factors[0]
     factor = first if not isinstance(first, Tensor) or first.dim() == 0 else _join(factors)
     return out, unit_grad, factor
+
+
+def _mean_scale(divisor: Tensor | float) -> Tensor | float:
+    """``1 / divisor``, or 0 where the divisor is 0: then every element is ignored, and the
+    gradient is 0 as ``F.cross_entropy``'s is (the loss itself stays ``0 / 0 = nan``)."""
+    if not isinstance(divisor, Tensor):
+        return 1.0 / divisor if divisor else 0.0
+    return torch.where(divisor == 0, 0.0, divisor.reciprocal())
 
 
 def _join(parts: list[Any]) -> Tensor:
@@ -674,7 +682,7 @@ def _fused_pass(
     if want_bias and bias is not None:
         grad_bias = torch.zeros(bias.shape, dtype=compute, device=bias.device)
     with_grad = any(wants)
-    grad_scale = 1.0 / divisor if reduction == "mean" else 1.0
+    grad_scale = _mean_scale(divisor) if reduction == "mean" else 1.0
     loss_rows = torch.empty(rows, dtype=compute, device=input.device)
     # One logits buffer for every chunk: fresh chunk-sized allocations would each be new pages
     # for the system to fault in and zero. (Autocast, or a classifier in another dtype than
