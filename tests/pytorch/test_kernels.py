@@ -108,6 +108,10 @@ def test_sigmoid_kernel_matches_definition(reduction, soft):
     alpha = torch.tensor([0.1, 0.5, 0.9, 0.25, 0.75], dtype=torch.float64).reshape(5, 1)
     for kwargs in (
         {"gamma": 2.0},
+        {"gamma": 2.0, "alpha": alpha, "pos_weight": pos_weight, "weight": y + 0.5},
+        {"gamma": 1.0, "alpha": None},
+        {"gamma": 1.0, "alpha": None, "weight": y + 0.5},
+        {"gamma": 3.0, "alpha": 0.75, "pos_weight": pos_weight},
         {"gamma": 0.5, "alpha": alpha, "pos_weight": pos_weight, "weight": y + 0.5},
         {"gamma": torch.rand(6, 5, 2, generator=generator, dtype=torch.float64), "alpha": None},
     ):

@@ -441,9 +441,18 @@ class SigmoidFocal(_ScaledGrad):
     def forward(ctx: Any, input: Tensor, *args: Any) -> Tensor:
         *settings, recompute, needs_grad = args
         with _no_autocast(input):  # the math is float32 already; keep reductions there
-            out, unit_grad = _sigmoid_forward(input, *settings, needs_grad=needs_grad)
+            out, unit_grad, factor = _sigmoid_forward(input, *settings, needs_grad=needs_grad)
         rerun = partial(_sigmoid_forward, input, *settings, needs_grad=True)
-        _save(ctx, input, unit_grad, recompute, lambda: _unit_grad(rerun()), 1 + len(args), None)
+        _save(
+            ctx,
+            input,
+            unit_grad,
+            recompute,
+            lambda: _unit_grad(rerun()),
+            1 + len(args),
+            None,
+            factor,
+        )
         return out
 
 
@@ -458,7 +467,8 @@ def _sigmoid_forward(
     compute_dtype: torch.dtype,
     *,
     needs_grad: bool,
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor | None, float | None]:
+    """Loss, unit gradient, and the factor still to multiply that gradient by (None: none)."""
     batched = input if input.dim() else input.unsqueeze(0)
 
     def rows_of(value: Any) -> Any:  # the expanded settings are views, sliced per chunk
@@ -473,6 +483,7 @@ def _sigmoid_forward(
     unit_grad = (
         torch.empty_like(batched, memory_format=torch.contiguous_format) if needs_grad else None
     )
+    direct = unit_grad is not None and unit_grad.dtype == compute_dtype
     losses = None
     if reduction == "none":
         losses = torch.empty(batched.shape, dtype=compute_dtype, device=input.device)
@@ -486,22 +497,23 @@ def _sigmoid_forward(
             a(chunk),
             g(chunk),
             with_grad=needs_grad,
+            grad_into=unit_grad[chunk] if direct else None,  # type: ignore[index]
         )
         if losses is not None:
             losses[chunk] = loss
         else:
             total = total + loss.sum()
-        if unit_grad is not None:
+        if unit_grad is not None and not direct:
             unit_grad[chunk] = grad
+    factor = None
     if losses is not None:
         out = losses.reshape(input.shape)
     elif reduction == "mean":
         out = total / input.numel()
-        if unit_grad is not None:
-            unit_grad.div_(input.numel())
+        factor = 1.0 / max(input.numel(), 1)  # applied by backward's scaling, not a pass here
     else:
         out = total
-    return out, None if unit_grad is None else unit_grad.reshape(input.shape)
+    return out, None if unit_grad is None else unit_grad.reshape(input.shape), factor
 
 
 def _sigmoid_chunk(
@@ -513,9 +525,71 @@ def _sigmoid_chunk(
     gamma: float | Tensor,
     *,
     with_grad: bool,
+    grad_into: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Loss and gradient of a chunk, in few element-wise passes (each one a parallel region)."""
+    r"""Loss and gradient of a chunk, in few element-wise passes (each one a parallel region).
+
+    The gradient is written into ``grad_into`` when one is given. With :math:`d = 1 - 2y`,
+    :math:`m = 1 - p_t = y + p d`, the BCE :math:`B` and its slope :math:`B'`, and for
+    ``gamma >= 1`` the bounded :math:`g = m^{\gamma - 1}`:
+
+    .. math::
+        \ell = c\, m B, \qquad
+        \frac{\partial \ell}{\partial x} = c \left(\gamma p (1 - p) d B + m B'\right),
+        \qquad c = \alpha_t w g, \quad \alpha_t = \tfrac12 + (\tfrac12 - \alpha) d.
+    """
     y = y.to(x.dtype)
+    if isinstance(gamma, Tensor) or gamma < 1:
+        loss, grad = _sigmoid_chunk_any_gamma(x, y, weight, pos_weight, alpha, gamma, with_grad)
+        return loss, grad if grad_into is None else grad_into.copy_(grad)
+    p = torch.sigmoid(x)
+    bce = F.binary_cross_entropy_with_logits(x, y, pos_weight=pos_weight, reduction="none")
+    d = torch.rsub(y, 1.0, alpha=2.0)
+    m = torch.addcmul(y, p, d)
+    coef = None
+    if alpha is not None:
+        half = _as_tensor(0.5, x)
+        if isinstance(alpha, Tensor):
+            coef = torch.addcmul(half, 0.5 - alpha, d)
+        else:
+            coef = torch.add(half, d, alpha=0.5 - alpha)
+    owned = coef is not None  # coef may be multiplied in place only while it is our own
+    for factor in (weight, None if gamma == 1 else m if gamma == 2 else m.pow(gamma - 1.0)):
+        if factor is None:
+            continue
+        if coef is None:
+            coef = factor
+        elif owned:
+            coef.mul_(factor)
+        else:
+            coef, owned = coef * factor, True
+    loss = bce * m
+    if coef is not None:
+        loss.mul_(coef)
+    if not with_grad:
+        return loss, loss
+    grad = grad_into if grad_into is not None else torch.empty_like(x)
+    spread = torch.addcmul(p, p, p, value=-1.0).mul_(d)  # p (1 - p) d
+    if pos_weight is None:  # B' = p - y
+        torch.sub(p, y, out=grad)
+    else:  # B' = (1 - y) p - pw y (1 - p) = p (1 + (pw - 1) y) - pw y
+        positive = y * pos_weight
+        torch.addcmul(p, p, positive - y, out=grad).sub_(positive)
+    grad.mul_(m).addcmul_(spread, bce, value=gamma)
+    return loss, grad if coef is None else grad.mul_(coef)
+
+
+def _sigmoid_chunk_any_gamma(
+    x: Tensor,
+    y: Tensor,
+    weight: Tensor | None,
+    pos_weight: Tensor | None,
+    alpha: float | Tensor | None,
+    gamma: float | Tensor,
+    with_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    """The sigmoid chunk for a tensor ``gamma`` or one below 1, where ``m^(gamma - 1)`` is
+    unbounded: the slope of ``m^gamma`` is written as ``gamma m^gamma p (1 - p) d / m``."""
     p = torch.sigmoid(x)
     q = torch.rsub(p, 1.0)
     log_p = F.logsigmoid(x)
