@@ -631,12 +631,13 @@ def _as_tensor(value: float | Tensor, like: Tensor) -> Tensor:
     )
 
 
-# Logits per chunk of the fused linear loss: about 64 MiB of float32, and at least 256 rows as
+# Logits per chunk of the fused linear loss: about 64 MiB of float32, and at least 512 rows as
 # long as that stays under 256 MiB. Every chunk adds its part of the classifier's gradient, a pass
-# over a (C, D) matrix, so large vocabularies want fewer, taller chunks.
+# over a (C, D) matrix, so large vocabularies want fewer, taller chunks (for C = 128256, D = 2048,
+# 512-row chunks took 0.74x the time of F.linear + F.cross_entropy where 256-row ones took 0.83x).
 FUSED_CHUNK_BYTES = 1 << 26
 FUSED_MAX_CHUNK_BYTES = 1 << 28
-FUSED_MIN_ROWS = 256
+FUSED_MIN_ROWS = 512
 
 
 def fused_chunk_rows(rows: int, num_classes: int, dtype: torch.dtype, *, one_hot: bool) -> int:
