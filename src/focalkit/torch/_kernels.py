@@ -1,10 +1,11 @@
 r"""Lean forward+backward kernels: focal losses at the memory and time cost of cross-entropy.
 
 The eager formulas in ``functional.py`` are the definitions; these kernels compute the same
-numbers with hand-derived gradients. Each forward walks the input in row chunks small enough to
-stay in cache, writes the loss and the gradient of the loss with respect to the input into one
-buffer (nothing else of the input's size is kept for backward), and its backward only scales that
-buffer by the incoming gradient, in place.
+numbers with hand-derived gradients. Each forward walks the input in row chunks, writes the loss
+and the gradient of the loss with respect to the input into one buffer (nothing else of the
+input's size is kept for backward), and its backward only scales that buffer by the incoming
+gradient, in place. Factors common to a whole row (the sign, ``1 / divisor`` for ``'mean'``, the
+ignore mask and a scalar ``alpha``) are left out of the buffer and folded into that one scaling.
 
 Two cases take the eager definition instead: a second backward through the same graph
 (``retain_graph=True``; the buffer was consumed by the first) and double backward
@@ -17,15 +18,19 @@ Softmax, per element with :math:`s_c = \log p_c`, :math:`u_c = 1 - p_c` and
 .. math::
     \ell = \sum_c Q_c f(s_c), \qquad
     \frac{\partial \ell}{\partial x_j} = a_j - p_j \sum_c a_c, \quad a_c = Q_c f'(s_c), \quad
-    f'(s) = u^\gamma \left(\gamma \frac{p s}{u} - 1\right),
+    f'(s) = u^{\gamma - 1} \left(\gamma p s - u\right),
 
 with :math:`Q = q \alpha w` the weighted target distribution (one-hot for class indices, where
-the sum has one term). Sigmoid, per element with :math:`m = 1 - p_t` and :math:`B` the BCE:
+the sum has one term). For :math:`\gamma \ge 1` every factor is bounded, so the kernels use this
+form as it stands; below 1 (or for a tensor ``gamma``) they use
+:math:`f'(s) = u^\gamma (\gamma p s / u - 1)` with :math:`u` clamped away from 0, where
+:math:`u^\gamma` vanishes. Sigmoid, per element with :math:`m = 1 - p_t`, :math:`d = 1 - 2y`
+and :math:`B` the BCE:
 
 .. math::
     \ell = \alpha_t m^\gamma B, \qquad
-    \frac{\partial \ell}{\partial x} = \alpha_t m^\gamma
-    \left(\gamma (1 - 2y) \frac{p (1 - p)}{m} B + B'\right),
+    \frac{\partial \ell}{\partial x} = \alpha_t m^{\gamma - 1}
+    \left(\gamma p (1 - p) d B + m B'\right),
     \quad B' = w \left((1 - y) p - p_w\, y\, (1 - p)\right).
 """
 
