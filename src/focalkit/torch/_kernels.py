@@ -4,8 +4,9 @@ The eager formulas in ``functional.py`` are the definitions; these kernels compu
 numbers with hand-derived gradients. Each forward walks the input in row chunks, writes the loss
 and the gradient of the loss with respect to the input into one buffer (nothing else of the
 input's size is kept for backward), and its backward only scales that buffer by the incoming
-gradient, in place. Factors common to a whole row (the sign, ``1 / divisor`` for ``'mean'``, the
-ignore mask and a scalar ``alpha``) are left out of the buffer and folded into that one scaling.
+gradient, in place. A factor shared by all of an element's classes (the sign; ``1 / divisor``
+for ``'mean'``; for target distributions also the ignore mask and a scalar ``alpha``) is left out
+of the buffer, and that one scaling applies it: one pass over the buffer fewer.
 
 Two cases take the eager definition instead: a second backward through the same graph
 (``retain_graph=True``; the buffer was consumed by the first) and double backward
