@@ -122,10 +122,11 @@ def describe_machine() -> str:
     )
 
 
-def main(script: str, cases: list[Case]) -> None:
+def main(script: str, cases: list[Case], *, rounds: int = 11, repeats: int = 5) -> None:
+    """Run the cases; ``rounds`` and ``repeats`` are the defaults of the flags of those names."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=None, help="run the cases whose name contains this")
     parser.add_argument("--no-memory", action="store_true")
