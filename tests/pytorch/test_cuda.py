@@ -29,7 +29,11 @@ def test_cuda_losses_match_cpu_and_definition(dtype):
     cases = [
         lambda z: focalkit.softmax_focal_loss(z, t.to(z.device), label_smoothing=0.1),
         lambda z: focalkit.softmax_focal_loss(z, t.to(z.device), alpha=[0.1] * 10),
+        lambda z: focalkit.softmax_focal_loss(z, torch.softmax(x, 1).to(z), gamma=3.0),
         lambda z: focalkit.sigmoid_focal_loss(z, y.to(z.device)),
+        lambda z: focalkit.sigmoid_focal_loss(
+            z, y.to(z.device), weight=y.to(z) + 0.5, pos_weight=torch.full((10,), 2.0).to(z)
+        ),
         lambda z: (
             focalkit.linear_softmax_focal_loss(hidden.to(z), head.to(z), t.to(z.device))
             + z.sum() * 0
