@@ -243,3 +243,44 @@ def test_masked_logits_give_the_gradients_cross_entropy_gives(gamma):
         expected.sum().backward()
     torch.testing.assert_close(loss[:2], expected.detach())
     torch.testing.assert_close(z.grad[:2], w.grad)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    # Chunks of 12 elements: several per input, the last one shorter.
+    for name in ("ONE_HOT_CHUNK", "DISTRIBUTION_CHUNK", "SIGMOID_CHUNK", "SCRATCH_CHUNK"):
+        monkeypatch.setattr(_kernels, name, 12)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("case", range(len(_softmax_cases()[1])))
+def test_softmax_kernel_in_several_chunks_matches_definition(small_chunks, case, reduction):
+    x, cases = _softmax_cases()  # (5, 4, 3): a row is 12 elements, so one row per chunk
+    _, fn = cases[case]
+    (lean_value, lean_grad), (value, grad) = _both(lambda z: fn(z, reduction), x)
+    torch.testing.assert_close(lean_value, value, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(lean_grad, grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_in_several_chunks_matches_float32(small_chunks, dtype):
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(7, 3, generator=generator) * 2  # 4 rows per chunk: chunks of 4 and 3
+    t = torch.randint(0, 3, (7,), generator=generator)
+    probs = torch.rand(7, 3, generator=generator).softmax(1)
+    y = torch.rand(7, 3, generator=generator).round()
+    for fn in (
+        lambda z: focalkit.softmax_focal_loss(z, t, reduction="none"),
+        lambda z: focalkit.softmax_focal_loss(z, t, label_smoothing=0.1),
+        lambda z: focalkit.softmax_focal_loss(z, probs.to(z.dtype), gamma=1.5),
+        lambda z: focalkit.sigmoid_focal_loss(z, y.to(z.dtype), reduction="sum"),
+    ):
+        half_value, half_grad = _grads(fn, x.to(dtype))
+        value, grad = _grads(fn, x.to(dtype).float())  # the same numbers, in float32
+        torch.testing.assert_close(half_value.float(), value, rtol=1e-2, atol=1e-3)
+        torch.testing.assert_close(half_grad.float(), grad, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_sigmoid_kernel_in_several_chunks_matches_definition(small_chunks, reduction):
+    test_sigmoid_kernel_matches_definition(reduction, soft=True)  # (6, 5, 2): 10 per row

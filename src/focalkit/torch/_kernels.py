@@ -53,6 +53,7 @@ from torch import Tensor
 ONE_HOT_CHUNK = 1 << 24
 DISTRIBUTION_CHUNK = 1 << 22
 SIGMOID_CHUNK = 1 << 19
+SCRATCH_CHUNK = 1 << 21  # softmax chunks that need a scratch buffer of their own
 
 Recompute = Callable[[Tensor], Tensor]
 
@@ -217,13 +218,14 @@ def _softmax_forward(
     one_hot = index is not None and label_smoothing == 0
     chunk_elements = ONE_HOT_CHUNK if one_hot else DISTRIBUTION_CHUNK
     scratch = None
-    if not direct:
+    if not direct:  # a float32 scratch for half-precision input, or no gradient to write into
+        chunk_elements = min(chunk_elements, SCRATCH_CHUNK)
         scratch_shape = (min(rows, _chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
         scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
     grad_scale = _mean_scale(divisor) if reduction == "mean" else 1.0
     losses, factors = [], []
     for chunk in row_chunks(rows, row_elements, chunk_elements):
-        x = input[chunk].to(compute_dtype)
+        x = input[chunk]  # log_softmax reads it in its own dtype and writes compute_dtype
         work = unit_grad[chunk] if direct else scratch[: x.shape[0]]  # type: ignore[index]
         loss, factor = _softmax_chunk(
             x,
@@ -293,7 +295,7 @@ def _softmax_chunk(
         if row_coef is None:
             raise ValueError("class-index targets need their elements' coefficients")
         coef = row_coef if class_coef is None else row_coef * class_coef[index]
-        log_p = torch.log_softmax(x, 1, out=work)
+        log_p = torch.log_softmax(x, 1, dtype=work.dtype, out=work)
         # Elements of weight 0 (ignored ones) take s_t = 0, so that their terms are 0 even
         # where a masked logit (-inf) makes their s_t = -inf.
         log_pt = torch.where(coef != 0, log_p.gather(1, index), 0.0)
@@ -312,7 +314,7 @@ def _softmax_chunk(
     # gamma >= 1. With t = gamma p s - (1 - p) and g = (1 - p)^(gamma - 1), both bounded, the
     # loss is sum_c Q g (p - 1) s and a = Q g t. For gamma = 2, g is taken as p - 1 and the
     # sign moves into the returned factor; the loss is (p - 1)^2 s there.
-    log_p = F.log_softmax(x, 1)
+    log_p = F.log_softmax(x, 1, dtype=work.dtype)
     prob = log_p.exp()
     minus_u = prob - 1.0
     torch.addcmul(minus_u, prob, log_p, value=gamma, out=work)  # t; ``x`` is no longer read
@@ -384,7 +386,7 @@ def _softmax_distribution_chunk(
 ) -> Tensor:
     """A target distribution at any ``gamma`` (a tensor, or below 1, where ``(1 - p)^(gamma-1)``
     is unbounded): the loss per element, and the complete unit gradient written into ``work``."""
-    log_p = F.log_softmax(x, 1)
+    log_p = F.log_softmax(x, 1, dtype=work.dtype)
     prob = log_p.exp()
     one_minus_p = torch.rsub(prob, 1.0)
     focal_weights = _mul_target_weights_(
@@ -398,7 +400,7 @@ def _softmax_distribution_chunk(
         tiny = torch.finfo(one_minus_p.dtype).tiny
         ratio = (prob * log_p).div_(one_minus_p.clamp_min_(tiny))
         # a = Q f'(s) = Q (1 - p)^gamma (gamma ratio - 1), times grad_scale; gradient a - p sum a
-        scale = torch.as_tensor(grad_scale, dtype=x.dtype, device=x.device)
+        scale = torch.as_tensor(grad_scale, dtype=work.dtype, device=work.device)
         slope = torch.addcmul(-scale, ratio, gamma * scale).mul_(focal_weights)
         torch.addcmul(slope, prob, slope.sum(1, keepdim=True), value=-1.0, out=work)
     return loss
