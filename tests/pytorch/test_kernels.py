@@ -284,3 +284,40 @@ def test_half_precision_in_several_chunks_matches_float32(small_chunks, dtype):
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_sigmoid_kernel_in_several_chunks_matches_definition(small_chunks, reduction):
     test_sigmoid_kernel_matches_definition(reduction, soft=True)  # (6, 5, 2): 10 per row
+
+
+def test_float16_gradients_take_a_loss_scale_above_float16s_range():
+    # GradScaler starts at 2^16, above float16's largest number (65504): the incoming gradient
+    # must not be cast to float16 before it scales the kernel's gradient.
+    generator = torch.Generator().manual_seed(6)
+    x = torch.randn(8, 5, generator=generator).half()
+    t = torch.randint(0, 5, (8,), generator=generator)
+    y = torch.rand(8, 5, generator=generator).round().half()
+    for fn in (
+        lambda z: focalkit.softmax_focal_loss(z, t),
+        lambda z: focalkit.softmax_focal_loss(z, t, reduction="sum", gamma=0.5),
+        lambda z: focalkit.sigmoid_focal_loss(z, y, reduction="sum"),
+    ):
+        grads = []
+        for kernels in (True, False):
+            z = x.clone().requires_grad_()
+            with _kernels.use_kernels(kernels), torch.autocast("cpu", dtype=torch.float16):
+                loss = fn(z)
+            (loss * 65536.0).backward()
+            grads.append(z.grad)
+        assert torch.isfinite(grads[1]).all()
+        torch.testing.assert_close(grads[0], grads[1], rtol=2e-3, atol=1e-2)
+
+
+def test_ignored_elements_get_plus_zero_and_zero_weight_targets_a_non_finite_gradient():
+    x = torch.tensor([[0.3, -1.2, 0.8], [1.0, 0.2, -0.5]], requires_grad=True)
+    loss = focalkit.softmax_focal_loss(x, torch.tensor([0, -100]), reduction="none", gamma=0.5)
+    assert not loss[1].signbit()
+    # Every kept target of weight 0: the 'mean' divides by 0, and PyTorch's gradient is not
+    # finite either (where all targets are ignored instead, both give 0).
+    t, w = torch.tensor([0, 1]), torch.tensor([0.0, 0.0, 1.0])
+    value = focalkit.softmax_focal_loss(x, t, w, label_smoothing=0.2)
+    (grad,) = torch.autograd.grad(value, x)
+    (expected,) = torch.autograd.grad(F.cross_entropy(x, t, w, label_smoothing=0.2), x)
+    assert not torch.isfinite(expected).any()
+    assert not torch.isfinite(grad).any()

@@ -121,7 +121,9 @@ class _ScaledGrad(torch.autograd.Function):
                 grad_out = grad_out.unsqueeze(ctx.class_dim)
             if ctx.grad_factor is not None:
                 grad_out = grad_out * ctx.grad_factor
-            grad = grad.mul_(grad_out.to(grad.dtype))
+            # In grad_out's dtype: float16 gradients times a loss scale of 2^16 (above float16's
+            # largest number) stay finite where the product does.
+            grad = grad.mul_(grad_out)
         return (grad,) + (None,) * (ctx.num_inputs - 1)
 
 
@@ -204,6 +206,7 @@ def _softmax_forward(
     gamma: float | Tensor,
     label_smoothing: float,
     divisor: Tensor | float,
+    grad_divisor_scale: Tensor,
     reduction: str,
     compute_dtype: torch.dtype,
     *,
@@ -222,7 +225,7 @@ def _softmax_forward(
         chunk_elements = min(chunk_elements, SCRATCH_CHUNK)
         scratch_shape = (min(rows, _chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
         scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
-    grad_scale = _mean_scale(divisor) if reduction == "mean" else 1.0
+    grad_scale = grad_divisor_scale if reduction == "mean" else 1.0
     losses, factors = [], []
     for chunk in row_chunks(rows, row_elements, chunk_elements):
         x = input[chunk]  # log_softmax reads it in its own dtype and writes compute_dtype
@@ -258,12 +261,15 @@ def _softmax_forward(
     return out, unit_grad, factor
 
 
-def _mean_scale(divisor: Tensor | float) -> Tensor | float:
-    """``1 / divisor``, or 0 where the divisor is 0: then every element is ignored, and the
-    gradient is 0 as ``F.cross_entropy``'s is (the loss itself stays ``0 / 0 = nan``)."""
-    if not isinstance(divisor, Tensor):
-        return 1.0 / divisor if divisor else 0.0
-    return torch.where(divisor == 0, 0.0, divisor.reciprocal())
+def mean_scale(divisor: Tensor, kept: Tensor | None = None) -> Tensor:
+    """The gradient's factor for ``'mean'``: ``1 / divisor``, or 0 where no element is kept.
+
+    A batch of ignored targets only has a loss of ``0 / 0 = nan`` and, as with
+    ``F.cross_entropy``, a gradient of 0. ``kept`` is needed where the divisor can be 0 with
+    elements kept (their classes all of weight 0): the gradient is then ``nan``, as PyTorch's.
+    """
+    nothing_kept = divisor == 0 if kept is None else ~kept.any()
+    return torch.where(nothing_kept, 0.0, divisor.reciprocal())
 
 
 def _join(parts: list[Any]) -> Tensor:
@@ -355,12 +361,12 @@ def _target_terms(
     if isinstance(gamma, Tensor) or gamma < 1:
         one_minus_pt = minus_u.neg()
         power = one_minus_pt.pow(gamma)
-        loss = torch.mul(power, log_pt).mul_(coef).neg_()
+        loss = torch.rsub(torch.mul(power, log_pt).mul_(coef), 0.0)  # +0, not -0, where 0
         if grad_scale is None:
             return loss, None
         return loss, _focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
     power = minus_u.square() if gamma == 2 else minus_u.neg().pow_(gamma)
-    loss = power.mul_(log_pt).mul_(coef).neg_()
+    loss = torch.rsub(power.mul_(log_pt).mul_(coef), 0.0)  # +0, not -0, where coef is 0
     if grad_scale is None:
         return loss, None
     # p s -> 0 as s -> -inf; the clamp keeps it 0 there instead of 0 * inf.
@@ -670,6 +676,7 @@ class FusedSettings(NamedTuple):
     gamma: float
     label_smoothing: float
     divisor: Tensor  # the 'mean' divisor
+    mean_scale: Tensor  # the gradient's factor for 'mean', from mean_scale()
     reduction: str
     chunk: int  # rows per chunk
 
@@ -732,7 +739,7 @@ class LinearSoftmaxFocal(torch.autograd.Function):
             if stored is None:  # a second backward through a retained graph
                 _, stored = _fused_pass(input, classifier, bias, settings, None, ctx.wants)
             ctx.grads = None
-            grads = tuple(None if g is None else g.mul_(grad_out.to(g.dtype)) for g in stored)
+            grads = tuple(None if g is None else g.mul_(grad_out) for g in stored)
         grad_input, grad_classifier, grad_bias = grads
         return (
             None if grad_input is None else grad_input.to(input.dtype),
@@ -751,7 +758,9 @@ def _fused_pass(
     wants: tuple[bool, bool, bool],
 ) -> tuple[Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """Loss per row, and the three gradients (``grad_out`` per row for ``'none'``)."""
-    index, class_coef, row_coef, gamma, label_smoothing, divisor, reduction, chunk = settings
+    index, class_coef, row_coef, gamma, label_smoothing, _, scale_of_mean, reduction, chunk = (
+        settings
+    )
     rows = input.shape[0]
     compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     want_input, want_classifier, want_bias = wants
@@ -765,7 +774,7 @@ def _fused_pass(
     if want_bias and bias is not None:
         grad_bias = torch.zeros(bias.shape, dtype=compute, device=bias.device)
     with_grad = any(wants)
-    grad_scale = _mean_scale(divisor) if reduction == "mean" else 1.0
+    grad_scale = scale_of_mean if reduction == "mean" else 1.0
     loss_rows = torch.empty(rows, dtype=compute, device=input.device)
     # One logits buffer for every chunk: fresh chunk-sized allocations would each be new pages
     # for the system to fault in and zero. (Autocast, or a classifier in another dtype than

@@ -283,6 +283,7 @@ def softmax_focal_loss(
         class_gamma,
         float(label_smoothing),
         divisor,
+        _kernels.mean_scale(divisor, None if w is None else kept),
         reduction,
         compute_dtype,
         definition,
@@ -853,7 +854,7 @@ def linear_softmax_focal_loss(
     w = _per_class(weight, "weight", num_classes, like, where)
     scale, alpha_per_class = _softmax_alpha(alpha, num_classes, like, where)
     kept = flat_target != ignore_index
-    index = torch.where(kept, flat_target, torch.zeros_like(flat_target)).long().unsqueeze(1)
+    index = torch.where(kept, flat_target, 0).long().unsqueeze(1)
 
     def definition(hidden: Tensor, classifier: Tensor, bias: Tensor | None) -> Tensor:
         logits = F.linear(hidden, classifier, bias)
@@ -874,6 +875,7 @@ def linear_softmax_focal_loss(
         row_coef = kept.unsqueeze(1).to(compute_dtype)
         if scale is not None:
             row_coef = row_coef * scale
+        divisor = _kept_weight(kept, index, w, compute_dtype)
         chunk = chunk_size or _kernels.fused_chunk_rows(
             hidden.shape[0], num_classes, compute_dtype, one_hot=label_smoothing == 0
         )
@@ -883,7 +885,8 @@ def linear_softmax_focal_loss(
             row_coef,
             gamma,
             float(label_smoothing),
-            _kept_weight(kept, index, w, compute_dtype),
+            divisor,
+            _kernels.mean_scale(divisor, None if w is None else kept),
             reduction,
             chunk,
         )
