@@ -44,11 +44,17 @@ def nll_focal_term_derivative(log_p: Tensor, gamma: float) -> Tensor:
 
 
 class _NLLFocalTerm(torch.autograd.Function):
+    generate_vmap_rule = True  # forward and backward are PyTorch operations: torch.func works
+
     @staticmethod
-    def forward(ctx: Any, log_p: Tensor, gamma: float) -> Tensor:
+    def forward(log_p: Tensor, gamma: float) -> Tensor:
+        return -(-torch.expm1(log_p)).pow(gamma) * log_p
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, float], output: Tensor) -> None:
+        log_p, gamma = inputs
         ctx.save_for_backward(log_p)
         ctx.gamma = gamma
-        return -(-torch.expm1(log_p)).pow(gamma) * log_p
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
@@ -78,12 +84,18 @@ def _binary_parts(prob: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _BinaryFocalTerm(torch.autograd.Function):
+    generate_vmap_rule = True  # forward and backward are PyTorch operations: torch.func works
+
     @staticmethod
-    def forward(ctx: Any, prob: Tensor, target: Tensor, gamma: float) -> Tensor:
-        ctx.save_for_backward(prob, target)
-        ctx.gamma = gamma
+    def forward(prob: Tensor, target: Tensor, gamma: float) -> Tensor:
         one_minus_pt, bce = _binary_parts(prob, target)
         return one_minus_pt.pow(gamma) * bce
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, float], output: Tensor) -> None:
+        prob, target, gamma = inputs
+        ctx.save_for_backward(prob, target)
+        ctx.gamma = gamma
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:

@@ -3,7 +3,7 @@
 Argument checks (shapes, dtypes, numbers) always run and take their messages from
 ``focalkit._core.validation``. Checks that read tensor data run only while
 ``focalkit.inputs_validated()``: eagerly on the CPU, as asynchronous device-side assertions on CUDA,
-and never while ``torch.compile`` traces.
+and never while ``torch.compile`` traces or on a tensor that a ``torch.func`` transform batches.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from focalkit._core import validation
+from focalkit.torch._kernels import transformed
 
 ArrayLike: TypeAlias = Tensor | Sequence[float] | np.ndarray
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -74,7 +75,8 @@ def check_broadcasts(value: Tensor, name: str, input: Tensor, where: str) -> Non
 
 
 def _data_checks_active(tensor: Tensor) -> bool:
-    if torch.compiler.is_compiling() or not validation.inputs_validated():
+    # Under torch.compile and torch.func transforms (vmap) a check could not branch on the data.
+    if torch.compiler.is_compiling() or not validation.inputs_validated() or transformed(tensor):
         return False
     return tensor.device.type in ("cpu", "cuda")
 

@@ -82,10 +82,21 @@ def compiling(*settings: object) -> bool:
 
 def applicable(input: Tensor, *settings: object) -> bool:
     """Whether the kernels take this call: not under ``torch.compile`` (which fuses the
-    definition itself), and no setting that autograd should differentiate."""
-    if torch.compiler.is_compiling() or not _ENABLED.get():
+    definition itself) nor a ``torch.func`` transform (which differentiates the definition), and
+    no setting that autograd should differentiate."""
+    if torch.compiler.is_compiling() or not _ENABLED.get() or transformed(input, *settings):
         return False
     return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
+
+
+def transformed(*values: object) -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...) traces any of the
+    tensors among ``values``."""
+    functorch = getattr(torch._C, "_functorch", None)
+    check = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    if check is None:
+        return False
+    return any(isinstance(value, Tensor) and bool(check(value)) for value in values)
 
 
 def _focal_slope(

@@ -869,7 +869,9 @@ def linear_softmax_focal_loss(
             alpha=alpha,
         )
 
-    if not _kernels.applicable(input, w, alpha_per_class, scale):
+    if not _kernels.applicable(input, w, alpha_per_class, scale) or _kernels.transformed(
+        classifier, bias
+    ):
         loss = definition(hidden, classifier, bias)
     else:
         row_coef = kept.unsqueeze(1).to(compute_dtype)
