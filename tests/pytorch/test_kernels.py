@@ -321,3 +321,35 @@ def test_ignored_elements_get_plus_zero_and_zero_weight_targets_a_non_finite_gra
     (expected,) = torch.autograd.grad(F.cross_entropy(x, t, w, label_smoothing=0.2), x)
     assert not torch.isfinite(expected).any()
     assert not torch.isfinite(grad).any()
+
+
+def test_binary_focal_loss_keeps_no_alpha_tensor_and_differentiates_weight_and_alpha():
+    generator = torch.Generator().manual_seed(8)
+    probs = torch.rand(16, 4, generator=generator, dtype=torch.float64).requires_grad_()
+    target = torch.rand(16, 4, generator=generator, dtype=torch.float64).round()
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        focalkit.binary_focal_loss(probs, target, alpha=0.25)
+    assert {t.data_ptr() for t in saved if t.numel() == probs.numel()} <= {
+        probs.data_ptr(),
+        target.data_ptr(),
+    }
+    # weight and alpha that require grad are differentiated, against the formula in float64.
+    weight = torch.rand(4, generator=generator, dtype=torch.float64).requires_grad_()
+    alpha = torch.rand(4, generator=generator, dtype=torch.float64).requires_grad_()
+    loss = focalkit.binary_focal_loss(probs, target, weight, gamma=1.5, alpha=alpha)
+    p_t = probs * target + (1 - probs) * (1 - target)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    expected = (-alpha_t * weight * (1 - p_t) ** 1.5 * p_t.log()).mean()
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(
+        torch.autograd.grad(loss, (probs, weight, alpha)),
+        torch.autograd.grad(expected, (probs, weight, alpha)),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)

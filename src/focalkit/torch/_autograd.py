@@ -62,16 +62,36 @@ class _NLLFocalTerm(torch.autograd.Function):
         return grad * nll_focal_term_derivative(log_p, ctx.gamma), None
 
 
-def binary_focal_term(prob: Tensor, target: Tensor, gamma: float) -> Tensor:
-    r""":math:`(1 - p_t)^\gamma \cdot \mathrm{BCE}(p, y)` on probabilities, with a safe gradient.
+def binary_focal_term(
+    prob: Tensor,
+    target: Tensor,
+    gamma: float,
+    weight: Tensor | None = None,
+    alpha: float | Tensor | None = None,
+) -> Tensor:
+    r""":math:`\alpha_t w (1 - p_t)^\gamma \cdot \mathrm{BCE}(p, y)` on probabilities, with a safe
+    gradient.
 
     ``BCE`` clamps its logs at -100 as ``F.binary_cross_entropy`` does, and the gradient uses the
     same convention as that function's (its log-derivative is
     :math:`(p - y) / \max(p (1 - p), 10^{-12})`), so ``gamma=0`` reproduces it exactly.
-    ``target`` is not differentiated.
+    ``target``, ``weight`` and ``alpha`` (:math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`)
+    are not differentiated; backward recomputes :math:`\alpha_t w` instead of keeping it.
     """
-    out: Tensor = _BinaryFocalTerm.apply(prob, target, gamma)  # type: ignore[no-untyped-call]
+    apply = _BinaryFocalTerm.apply
+    out: Tensor = apply(prob, target, gamma, weight, alpha)  # type: ignore[no-untyped-call]
     return out
+
+
+def binary_coefficient(
+    value: Tensor, target: Tensor, weight: Tensor | None, alpha: float | Tensor | None
+) -> Tensor:
+    r"""``value`` times :math:`w` and :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`."""
+    if weight is not None:
+        value = value * weight
+    if alpha is None:
+        return value
+    return value * (alpha * target + (1.0 - alpha) * (1.0 - target))
 
 
 def _binary_parts(prob: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -87,21 +107,30 @@ class _BinaryFocalTerm(torch.autograd.Function):
     generate_vmap_rule = True  # forward and backward are PyTorch operations: torch.func works
 
     @staticmethod
-    def forward(prob: Tensor, target: Tensor, gamma: float) -> Tensor:
+    def forward(
+        prob: Tensor,
+        target: Tensor,
+        gamma: float,
+        weight: Tensor | None,
+        alpha: float | Tensor | None,
+    ) -> Tensor:
         one_minus_pt, bce = _binary_parts(prob, target)
-        return one_minus_pt.pow(gamma) * bce
+        return binary_coefficient(one_minus_pt.pow(gamma) * bce, target, weight, alpha)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, float], output: Tensor) -> None:
-        prob, target, gamma = inputs
-        ctx.save_for_backward(prob, target)
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        prob, target, gamma, weight, alpha = inputs
+        alpha_tensor = alpha if isinstance(alpha, Tensor) else None
+        ctx.save_for_backward(prob, target, weight, alpha_tensor)
         ctx.gamma = gamma
+        ctx.alpha = None if alpha_tensor is not None else alpha
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         # d/dp [m^g B] = m^g (g (1 - 2y) B / m + B'),  m = 1 - p_t,  dm/dp = 1 - 2y.
         # B / m -> 1 where m -> 0 (p = y in {0, 1}); the limit is written out.
-        prob, target = ctx.saved_tensors
+        prob, target, weight, alpha_tensor = ctx.saved_tensors
+        alpha = alpha_tensor if alpha_tensor is not None else ctx.alpha
         gamma = ctx.gamma
         one_minus_pt, bce = _binary_parts(prob, target)
         positive = one_minus_pt > 0
@@ -111,4 +140,4 @@ class _BinaryFocalTerm(torch.autograd.Function):
         derivative = one_minus_pt.pow(gamma) * (
             gamma * (1.0 - 2.0 * target) * ratio + bce_derivative
         )
-        return grad * derivative, None, None
+        return binary_coefficient(grad * derivative, target, weight, alpha), None, None, None, None

@@ -16,7 +16,7 @@ from torch import Tensor
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
 from focalkit.torch import _inputs, _kernels
-from focalkit.torch._autograd import binary_focal_term, nll_focal_term
+from focalkit.torch._autograd import binary_coefficient, binary_focal_term, nll_focal_term
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._reduction import reduce
 
@@ -528,13 +528,6 @@ def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(y == 1, log_1mp, torch.where(y == 0, log_p, soft))
 
 
-def _apply_alpha(loss: Tensor, alpha: float | Tensor | None, y: Tensor) -> Tensor:
-    r""":math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)` times the loss."""
-    if alpha is None:
-        return loss
-    return loss * (alpha * y + (1.0 - alpha) * (1.0 - y))
-
-
 def sigmoid_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -611,7 +604,7 @@ def sigmoid_focal_loss(
         loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
         if isinstance(gamma, Tensor) or gamma != 0:
             loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
-        return reduce(_apply_alpha(loss, a, y), reduction)
+        return reduce(binary_coefficient(loss, y, None, a), reduction)
 
     if _kernels.compiling(target, w, pw, a, gamma):
         loss = _kernels.SigmoidFocalElementwise.apply(  # type: ignore[no-untyped-call]
@@ -691,10 +684,13 @@ def binary_focal_loss(
     y = _elementwise_target(target, input, compute_dtype, where)
     w = _elementwise_tensor(weight, "weight", p, where)
     a = _binary_alpha(alpha, p, where)
-    loss = binary_focal_term(p, y, _float_gamma(gamma, where))
-    if w is not None:
-        loss = loss * w
-    return reduce(_apply_alpha(loss, a, y), reduction).to(out_dtype)
+    gamma = _float_gamma(gamma, where)
+    if any(isinstance(value, Tensor) and value.requires_grad for value in (w, a)):
+        # A weight or alpha to differentiate: autograd multiplies them in.
+        loss = binary_coefficient(binary_focal_term(p, y, gamma), y, w, a)
+    else:  # folded into the Function, which then keeps no alpha_t tensor for backward
+        loss = binary_focal_term(p, y, gamma, w, a)
+    return reduce(loss, reduction).to(out_dtype)
 
 
 def sample_dependent_gamma(
