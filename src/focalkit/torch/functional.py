@@ -159,7 +159,7 @@ def softmax_focal_loss(
     over the elements whose target is not ``ignore_index`` (their count without ``weight``); for
     probability targets it divides by the number of elements :math:`N d_1 \cdots d_K`. Both are
     what ``F.cross_entropy`` does; ``alpha`` never enters the divisor. The mean of nothing (an
-    empty batch, or every target ignored) is ``nan``, as in PyTorch.
+    empty batch, or every target ignored) is ``nan`` with a gradient of 0, as in PyTorch.
 
     Everything is computed in log space, from the logits: :math:`\log p` by ``log_softmax`` and
     :math:`\log(1 - p)` without forming :math:`1 - p`, so values and gradients stay finite at any
