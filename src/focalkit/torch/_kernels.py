@@ -193,7 +193,7 @@ class SoftmaxFocal(_ScaledGrad):
     """Softmax focal loss over class dim 1, every option; see the module docstring.
 
     ``row_coef`` (shape ``(N, 1, d...)``) holds each element's ``scale * kept``; ``grad_scale``
-    is ``1 / divisor`` for ``'mean'`` and 1 otherwise.
+    is ``mean_scale`` (from :func:`mean_grad_scale`) for ``'mean'`` and 1 otherwise.
     """
 
     @staticmethod
@@ -217,7 +217,7 @@ def _softmax_forward(
     gamma: float | Tensor,
     label_smoothing: float,
     divisor: Tensor | float,
-    grad_divisor_scale: Tensor,
+    mean_scale: Tensor,
     reduction: str,
     compute_dtype: torch.dtype,
     *,
@@ -236,7 +236,7 @@ def _softmax_forward(
         chunk_elements = min(chunk_elements, SCRATCH_CHUNK)
         scratch_shape = (min(rows, _chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
         scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
-    grad_scale = grad_divisor_scale if reduction == "mean" else 1.0
+    grad_scale = mean_scale if reduction == "mean" else 1.0
     losses, factors = [], []
     for chunk in row_chunks(rows, row_elements, chunk_elements):
         x = input[chunk]  # log_softmax reads it in its own dtype and writes compute_dtype
@@ -272,7 +272,7 @@ def _softmax_forward(
     return out, unit_grad, factor
 
 
-def mean_scale(divisor: Tensor, kept: Tensor | None = None) -> Tensor:
+def mean_grad_scale(divisor: Tensor, kept: Tensor | None = None) -> Tensor:
     """The gradient's factor for ``'mean'``: ``1 / divisor``, or 0 where no element is kept.
 
     A batch of ignored targets only has a loss of ``0 / 0 = nan`` and, as with
@@ -687,7 +687,7 @@ class FusedSettings(NamedTuple):
     gamma: float
     label_smoothing: float
     divisor: Tensor  # the 'mean' divisor
-    mean_scale: Tensor  # the gradient's factor for 'mean', from mean_scale()
+    mean_scale: Tensor  # the gradient's factor for 'mean', from mean_grad_scale()
     reduction: str
     chunk: int  # rows per chunk
 
@@ -769,9 +769,7 @@ def _fused_pass(
     wants: tuple[bool, bool, bool],
 ) -> tuple[Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """Loss per row, and the three gradients (``grad_out`` per row for ``'none'``)."""
-    index, class_coef, row_coef, gamma, label_smoothing, _, scale_of_mean, reduction, chunk = (
-        settings
-    )
+    index, class_coef, row_coef, gamma, label_smoothing, _, mean_scale, reduction, chunk = settings
     rows = input.shape[0]
     compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     want_input, want_classifier, want_bias = wants
@@ -785,7 +783,7 @@ def _fused_pass(
     if want_bias and bias is not None:
         grad_bias = torch.zeros(bias.shape, dtype=compute, device=bias.device)
     with_grad = any(wants)
-    grad_scale = scale_of_mean if reduction == "mean" else 1.0
+    grad_scale = mean_scale if reduction == "mean" else 1.0
     loss_rows = torch.empty(rows, dtype=compute, device=input.device)
     # One logits buffer for every chunk: fresh chunk-sized allocations would each be new pages
     # for the system to fault in and zero. (Autocast, or a classifier in another dtype than

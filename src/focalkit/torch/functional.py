@@ -283,7 +283,7 @@ def softmax_focal_loss(
         class_gamma,
         float(label_smoothing),
         divisor,
-        _kernels.mean_scale(divisor, None if w is None else kept),
+        _kernels.mean_grad_scale(divisor, None if w is None else kept),
         reduction,
         compute_dtype,
         definition,
@@ -884,7 +884,7 @@ def linear_softmax_focal_loss(
             gamma,
             float(label_smoothing),
             divisor,
-            _kernels.mean_scale(divisor, None if w is None else kept),
+            _kernels.mean_grad_scale(divisor, None if w is None else kept),
             reduction,
             chunk,
         )
