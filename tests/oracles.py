@@ -55,10 +55,22 @@ def _reduce(losses: Array, reduction: str, divisor: float) -> Array:
 
 
 def _log_softmax(z: Array) -> list[float]:
-    """``log softmax(z)`` for one vector, stably: subtract the maximum first."""
-    top = max(float(v) for v in z)
-    log_total = math.log(sum(math.exp(float(v) - top) for v in z))
-    return [float(v) - top - log_total for v in z]
+    """``log softmax(z)`` for one vector, stably: subtract the maximum first.
+
+    The normaliser is ``1 + s`` with ``s`` the sum over every class but the (first) largest, and
+    ``log1p(s)`` keeps ``log p`` of a confident class exact where ``log(1 + s)`` rounds to 0.
+    """
+    values = [float(v) for v in z]
+    top_index = max(range(len(values)), key=lambda k: values[k])
+    top = values[top_index]
+    rest = sum(math.exp(v - top) for k, v in enumerate(values) if k != top_index)
+    log_total = math.log1p(rest)
+    return [v - top - log_total for v in values]
+
+
+def _one_minus(log_p: list[float], c: int) -> float:
+    """``1 - p_c`` as the sum of the other probabilities: no cancellation when ``p_c`` is near 1."""
+    return sum(math.exp(value) for k, value in enumerate(log_p) if k != c)
 
 
 def _softmax_element(
@@ -71,7 +83,7 @@ def _softmax_element(
             continue
         a = _per_class_value(alpha, c)
         w = _per_class_value(weight, c)
-        total += -qc * a * w * (1.0 - math.exp(log_pc)) ** gamma * log_pc
+        total += -qc * a * w * _one_minus(log_p, c) ** gamma * log_pc
     return total
 
 
@@ -84,7 +96,7 @@ def softmax_focal_oracle(
     logits: Any,
     target: Any,
     *,
-    gamma: float,
+    gamma: Any,
     alpha: PerClass = None,
     weight: PerClass = None,
     ignore_index: int = -100,
@@ -102,10 +114,13 @@ def softmax_focal_oracle(
     ``alpha`` is ``None`` (1), a float applied to every class, or one value per class; ``weight``
     is ``None`` or one value per class. Elements whose target is ``ignore_index`` contribute 0.
     ``'mean'`` divides the summed loss by ``sum(weight[t])`` over the elements not ignored (their
-    count if ``weight`` is ``None``); alpha never enters the divisor.
+    count if ``weight`` is ``None``); alpha never enters the divisor. ``gamma`` is a float or one
+    value per element (broadcastable to the target's shape). ``1 - p_c`` is the sum of the other
+    classes' probabilities and ``log p`` uses ``log1p``, so confident elements keep their digits.
     """
     x = _to_numpy(logits)
     t = _to_numpy(target, np.int64)
+    gammas = _broadcast(gamma, t.shape)
     num_classes = x.shape[1]
     if t.shape != (x.shape[0], *x.shape[2:]):
         raise ValueError(f"oracle: target shape {t.shape} does not fit logits {x.shape}")
@@ -120,7 +135,7 @@ def softmax_focal_oracle(
             (1.0 - label_smoothing) * (1.0 if k == c else 0.0) + label_smoothing / num_classes
             for k in range(num_classes)
         ]
-        losses[index] = _softmax_element(log_p, q, alpha, weight, gamma)
+        losses[index] = _softmax_element(log_p, q, alpha, weight, float(gammas[index]))
         divisor += _per_class_value(weight, c)
     return _reduce(losses, reduction, divisor)
 
@@ -129,7 +144,7 @@ def softmax_focal_prob_oracle(
     logits: Any,
     target_probs: Any,
     *,
-    gamma: float,
+    gamma: Any,
     alpha: PerClass = None,
     weight: PerClass = None,
     label_smoothing: float = 0.0,
@@ -147,6 +162,7 @@ def softmax_focal_prob_oracle(
         raise ValueError(f"oracle: target shape {y.shape} differs from logits {x.shape}")
     num_classes = x.shape[1]
     element_shape = (x.shape[0], *x.shape[2:])
+    gammas = _broadcast(gamma, element_shape)
     losses = np.zeros(element_shape, dtype=np.float64)
     for index in np.ndindex(element_shape):
         log_p = _log_softmax(x[_class_slice(index)])
@@ -154,7 +170,7 @@ def softmax_focal_prob_oracle(
             float(v) * (1.0 - label_smoothing) + label_smoothing / num_classes
             for v in y[_class_slice(index)]
         ]
-        losses[index] = _softmax_element(log_p, q, alpha, weight, gamma)
+        losses[index] = _softmax_element(log_p, q, alpha, weight, float(gammas[index]))
     return _reduce(losses, reduction, float(losses.size))
 
 
@@ -181,8 +197,8 @@ def sigmoid_focal_oracle(
     logits: Any,
     target: Any,
     *,
-    gamma: float,
-    alpha: float | None = 0.25,
+    gamma: Any,
+    alpha: Any = 0.25,
     weight: Any = None,
     pos_weight: Any = None,
     reduction: str = "mean",
@@ -197,20 +213,25 @@ def sigmoid_focal_oracle(
         loss    = alpha_t * (1 - p_t)**gamma * bce
 
     ``weight`` and ``pos_weight`` broadcast to the logits as in ``BCEWithLogitsLoss`` (a 1-D
-    ``pos_weight`` runs along the last dimension). ``'mean'`` is the mean over all elements.
+    ``pos_weight`` runs along the last dimension). ``alpha`` and ``gamma`` are floats or
+    broadcast to the logits likewise. ``'mean'`` is the mean over all elements. ``1 - p_t`` is
+    ``y (1 - p) + (1 - y) p`` with both probabilities from the logit, exact in the tails.
     """
     x = _to_numpy(logits)
     y = _to_numpy(target)
     w = _broadcast(weight, x.shape)
     pw = _broadcast(pos_weight, x.shape)
+    gammas = _broadcast(gamma, x.shape)
+    alphas = None if alpha is None else _broadcast(alpha, x.shape)
     losses = np.zeros(x.shape, dtype=np.float64)
     for index in np.ndindex(x.shape):
         xi, yi = float(x[index]), float(y[index])
         log_p, log_1mp = _log_sigmoid(xi), _log_sigmoid(-xi)
         bce = -float(w[index]) * (float(pw[index]) * yi * log_p + (1.0 - yi) * log_1mp)
-        p = math.exp(log_p)
-        p_t = p * yi + (1.0 - p) * (1.0 - yi)
-        losses[index] = _alpha_t(alpha, yi) * (1.0 - p_t) ** gamma * bce
+        # 1 - p_t = y (1 - p) + (1 - y) p, a sum of non-negative terms for y in [0, 1]
+        one_minus_pt = yi * math.exp(log_1mp) + (1.0 - yi) * math.exp(log_p)
+        a = None if alphas is None else float(alphas[index])
+        losses[index] = _alpha_t(a, yi) * one_minus_pt ** float(gammas[index]) * bce
     return _reduce(losses, reduction, float(losses.size))
 
 
@@ -245,8 +266,8 @@ def binary_focal_oracle(
     for index in np.ndindex(p_all.shape):
         p, yi = float(p_all[index]), float(y[index])
         bce = -float(w[index]) * (yi * _clamped_log(p) + (1.0 - yi) * _clamped_log(1.0 - p))
-        p_t = p * yi + (1.0 - p) * (1.0 - yi)
-        losses[index] = _alpha_t(alpha, yi) * (1.0 - p_t) ** gamma * bce
+        one_minus_pt = yi * (1.0 - p) + (1.0 - yi) * p
+        losses[index] = _alpha_t(alpha, yi) * one_minus_pt**gamma * bce
     return _reduce(losses, reduction, float(losses.size))
 
 
@@ -308,3 +329,193 @@ def finite_difference_grad(
             flat_base[i] = original
             flat_grad[i] = (upper - lower) / (2.0 * eps)
     return grad
+
+
+# ------------------------------------------------ float64 torch formulas, for autograd gradients
+#
+# The same definitions once more, written with plain torch operations in float64 so that autograd
+# gives their gradients (the NumPy oracles above give values only). Each is checked against its
+# NumPy oracle and against finite differences in ``test_oracles.py``. Every probability comes
+# from the logits in log space, so the values and gradients keep their digits in the tails.
+
+
+def _as_float64(value: Any, like: torch.Tensor) -> torch.Tensor | None:
+    if value is None:
+        return None
+    return torch.as_tensor(value, dtype=torch.float64, device=like.device)
+
+
+def _class_view(per_class: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(C,)`` viewed as ``(1, C, 1, ..., 1)`` for an input of ``ndim`` dimensions."""
+    return per_class.reshape(1, -1, *([1] * (ndim - 2)))
+
+
+def log_softmax_and_complement(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log p_c`` and ``log(1 - p_c)`` along dimension 1, both from the logits.
+
+    With ``d_c = log sum_{j != c} exp(x_j - x_c)``: ``p_c = 1 / (1 + e^{d_c})``, so
+    ``log p_c = -log(1 + e^{d_c})`` and ``log(1 - p_c) = d_c - log(1 + e^{d_c})``. Needs C >= 2.
+    """
+    differences = x.unsqueeze(1) - x.unsqueeze(2)  # [n, c, j, ...] = x_j - x_c
+    num_classes = x.shape[1]
+    diagonal = torch.eye(num_classes, dtype=torch.bool, device=x.device)
+    diagonal = diagonal.reshape(1, num_classes, num_classes, *([1] * (x.dim() - 2)))
+    masked = torch.where(diagonal, torch.full_like(differences, -math.inf), differences)
+    d = torch.logsumexp(masked, dim=2)
+    log_p = -torch.logaddexp(torch.zeros_like(d), d)
+    return log_p, d + log_p
+
+
+def softmax_focal_reference(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float | torch.Tensor,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`softmax_focal_oracle` (integer ``target``) or :func:`softmax_focal_prob_oracle`
+    (floating ``target``) as a float64 torch formula; ``(C,)`` input is one unbatched element."""
+    if logits.dim() == 1:
+        loss = softmax_focal_reference(
+            logits.unsqueeze(0),
+            target.unsqueeze(0),
+            gamma=gamma,
+            alpha=alpha,
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+        )
+        return loss.squeeze(0) if reduction == "none" else loss
+    x = logits.to(torch.float64)
+    num_classes = x.shape[1]
+    coef = torch.ones(num_classes, dtype=torch.float64, device=x.device)
+    for factor in (_as_float64(alpha, x), _as_float64(weight, x)):
+        if factor is not None:
+            coef = coef * factor
+    if target.is_floating_point():
+        q = target.to(torch.float64)
+        divisor = torch.tensor(float(q[:, 0].numel()), dtype=torch.float64)
+    else:
+        index = target.to(torch.int64)
+        kept = index != ignore_index
+        safe = torch.where(kept, index, torch.zeros_like(index))
+        q = F.one_hot(safe, num_classes).movedim(-1, 1).to(torch.float64)
+        q = q * kept.unsqueeze(1)
+        w = _as_float64(weight, x)
+        divisor = kept.sum().to(torch.float64) if w is None else (w[safe] * kept).sum()
+    if label_smoothing:  # an ignored element keeps q = 0
+        mass = 1.0 if target.is_floating_point() else q.sum(1, keepdim=True)
+        q = q * (1.0 - label_smoothing) + mass * (label_smoothing / num_classes)
+    log_p, log_1mp = log_softmax_and_complement(x)
+    g = _as_float64(gamma, x)
+    assert g is not None
+    if g.dim() > 0:
+        g = g.unsqueeze(1)  # one gamma per element: along every class
+    terms = q * _class_view(coef, x.dim()) * torch.exp(g * log_1mp) * log_p
+    per_element = -torch.where(q == 0, torch.zeros_like(terms), terms).sum(1)
+    if reduction == "none":
+        return per_element
+    if reduction == "sum":
+        return per_element.sum()
+    return per_element.sum() / divisor
+
+
+def nll_focal_reference(
+    log_probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """``-alpha_t w_t (1 - e^s)^gamma s`` with ``s = log_probs[n, t]``, in float64; ``'mean'``
+    divides by the kept weights, as ``F.nll_loss``. Its gradient is not defined at ``s = 0``
+    for ``gamma < 1`` (autograd's ``0 * inf``)."""
+    s = log_probs.to(torch.float64)
+    if s.dim() == 1:
+        s, target = s.unsqueeze(0), target.unsqueeze(0)
+    num_classes = s.shape[1]
+    coef = torch.ones(num_classes, dtype=torch.float64)
+    for factor in (_as_float64(alpha, s), _as_float64(weight, s)):
+        if factor is not None:
+            coef = coef * factor
+    index = target.to(torch.int64)
+    kept = index != ignore_index
+    safe = torch.where(kept, index, torch.zeros_like(index))
+    s_t = s.gather(1, safe.unsqueeze(1)).squeeze(1)
+    per_element = -coef[safe] * (-torch.expm1(s_t)) ** gamma * s_t * kept
+    w = _as_float64(weight, s)
+    divisor = kept.sum().to(torch.float64) if w is None else (w[safe] * kept).sum()
+    if log_probs.dim() == 1 and reduction == "none":
+        return per_element.squeeze(0)
+    if reduction == "none":
+        return per_element
+    return per_element.sum() if reduction == "sum" else per_element.sum() / divisor
+
+
+def _alpha_t_tensor(alpha: Any, y: torch.Tensor) -> torch.Tensor | float:
+    a = _as_float64(alpha, y)
+    return 1.0 if a is None else a * y + (1.0 - a) * (1.0 - y)
+
+
+def _reduce_elementwise(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def sigmoid_focal_reference(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float | torch.Tensor,
+    alpha: Any = 0.25,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`sigmoid_focal_oracle` as a float64 torch formula (differentiable in ``target`` too).
+
+    ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)``, each from ``logsigmoid``; its power's
+    gradient is undefined where that underflows to 0 (``|x|`` beyond about 745)."""
+    x = logits.to(torch.float64)
+    y = target.to(torch.float64)
+    log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
+    pw = _as_float64(pos_weight, x)
+    bce = -((1.0 if pw is None else pw) * y * log_p + (1.0 - y) * log_1mp)
+    w = _as_float64(weight, x)
+    if w is not None:
+        bce = bce * w
+    one_minus_pt = y * log_1mp.exp() + (1.0 - y) * log_p.exp()
+    g = _as_float64(gamma, x)
+    assert g is not None
+    loss = _alpha_t_tensor(alpha, y) * one_minus_pt**g * bce
+    return _reduce_elementwise(loss, reduction)
+
+
+def binary_focal_reference(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float,
+    alpha: Any = 0.25,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`binary_focal_oracle` as a float64 torch formula, logs clamped at -100."""
+    p = probs.to(torch.float64)
+    y = target.to(torch.float64)
+    bce = -(y * p.log().clamp_min(-100.0) + (1.0 - y) * (1.0 - p).log().clamp_min(-100.0))
+    w = _as_float64(weight, p)
+    if w is not None:
+        bce = bce * w
+    one_minus_pt = y * (1.0 - p) + (1.0 - y) * p
+    loss = _alpha_t_tensor(alpha, y) * one_minus_pt**gamma * bce
+    return _reduce_elementwise(loss, reduction)

@@ -8,6 +8,7 @@ and a few values are worked out by hand. If these fail, no test that uses an ora
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,10 +16,14 @@ import torch
 import torch.nn.functional as F
 from oracles import (
     binary_focal_oracle,
+    binary_focal_reference,
     finite_difference_grad,
+    nll_focal_reference,
     sigmoid_focal_oracle,
+    sigmoid_focal_reference,
     softmax_focal_oracle,
     softmax_focal_prob_oracle,
+    softmax_focal_reference,
     torchvision_sigmoid_focal_loss,
 )
 
@@ -301,3 +306,149 @@ def test_finite_differences_of_logsumexp_is_softmax() -> None:
 def test_finite_differences_refuse_float32() -> None:
     with pytest.raises(TypeError, match="float64"):
         finite_difference_grad(lambda v: v.sum(), torch.zeros(2))
+
+
+# ------------------------------------------------ the float64 torch formulas and the tails
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_softmax_reference_is_the_oracle_with_its_gradient(gamma: float, reduction: str) -> None:
+    logits = _logits((3, 4, 2), seed=11)
+    target = _index_target((3, 4, 2), seed=5, ignore_index=-100)
+    probs = torch.softmax(_logits((3, 4, 2), seed=12), 1)
+    options = {"alpha": [0.5, 1.0, 2.0, 0.25], "weight": [1.0, 0.5, 2.0, 3.0]}
+    element_gamma = torch.linspace(0.0, 3.0, 6, dtype=torch.float64).reshape(3, 2) * (gamma > 0)
+    for g in (gamma, element_gamma):
+        for smoothing in (0.0, 0.3):
+            index_loss = softmax_focal_reference(
+                logits, target, gamma=g, label_smoothing=smoothing, reduction=reduction, **options
+            )
+            _close(
+                index_loss,
+                softmax_focal_oracle(
+                    logits,
+                    target,
+                    gamma=g,
+                    label_smoothing=smoothing,
+                    reduction=reduction,
+                    **options,
+                ),
+            )
+            prob_loss = softmax_focal_reference(
+                logits, probs, gamma=g, label_smoothing=smoothing, reduction=reduction, **options
+            )
+            _close(
+                prob_loss,
+                softmax_focal_prob_oracle(
+                    logits,
+                    probs,
+                    gamma=g,
+                    label_smoothing=smoothing,
+                    reduction=reduction,
+                    **options,
+                ),
+            )
+    x = logits.clone().requires_grad_()
+    softmax_focal_reference(x, target, gamma=gamma, label_smoothing=0.2, **options).backward()
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(
+            softmax_focal_oracle(z, target, gamma=gamma, label_smoothing=0.2, **options)
+        )
+
+    torch.testing.assert_close(x.grad, finite_difference_grad(loss, logits), rtol=1e-6, atol=1e-9)
+
+
+def _check_elementwise_gradient(
+    reference: Any, oracle: Any, x: torch.Tensor, y: torch.Tensor, gamma: float, wrt_target: bool
+) -> None:
+    """The reference's autograd gradient (w.r.t. the input or the target) is the oracle's."""
+    x, y = x.clone(), y.clone()
+    leaf = (y if wrt_target else x).requires_grad_()
+    reference(x, y, gamma=gamma, alpha=0.3, reduction="sum").backward()
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        args = (x, z) if wrt_target else (z, y)
+        return torch.as_tensor(oracle(*args, gamma=gamma, alpha=0.3, reduction="sum"))
+
+    expected = finite_difference_grad(loss, leaf.detach())
+    torch.testing.assert_close(leaf.grad, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
+def test_elementwise_references_are_the_oracles_with_their_gradients(gamma: float) -> None:
+    logits = _logits((3, 4), seed=21, scale=1.5)
+    target = (torch.rand((3, 4), generator=torch.Generator().manual_seed(2)) > 0.5).double()
+    soft = torch.rand((3, 4), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for y in (target, soft):
+        sigmoid = {"alpha": 0.3, "weight": torch.rand(4, dtype=torch.float64) + 0.5}
+        _close(
+            sigmoid_focal_reference(
+                logits, y, gamma=gamma, pos_weight=[1.0, 2.0, 0.5, 3.0], **sigmoid
+            ),
+            sigmoid_focal_oracle(
+                logits, y, gamma=gamma, pos_weight=[1.0, 2.0, 0.5, 3.0], **sigmoid
+            ),
+        )
+        _close(
+            binary_focal_reference(logits.sigmoid(), y, gamma=gamma, **sigmoid),
+            binary_focal_oracle(logits.sigmoid(), y, gamma=gamma, **sigmoid),
+        )
+        for reference, oracle, inputs in (
+            (sigmoid_focal_reference, sigmoid_focal_oracle, logits),
+            (binary_focal_reference, binary_focal_oracle, logits.sigmoid()),
+        ):
+            for wrt_target in (False, True):
+                _check_elementwise_gradient(reference, oracle, inputs, y, gamma, wrt_target)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_nll_reference_is_the_softmax_oracle_with_its_gradient(gamma: float) -> None:
+    logits = _logits((5, 3), seed=31)
+    target = torch.tensor([0, 2, -100, 1, 2])
+    weight = [0.5, 2.0, 1.5]
+    for reduction in REDUCTIONS:
+        _close(
+            nll_focal_reference(
+                logits.log_softmax(1),
+                target,
+                gamma=gamma,
+                alpha=0.5,
+                weight=weight,
+                reduction=reduction,
+            ),
+            softmax_focal_oracle(
+                logits, target, gamma=gamma, alpha=0.5, weight=weight, reduction=reduction
+            ),
+        )
+    log_probs = logits.log_softmax(1).requires_grad_()
+    nll_focal_reference(log_probs, target, gamma=gamma, weight=weight).backward()
+
+    def loss(s: torch.Tensor) -> torch.Tensor:
+        return nll_focal_reference(s, target, gamma=gamma, weight=weight)
+
+    expected = finite_difference_grad(loss, log_probs.detach())
+    torch.testing.assert_close(log_probs.grad, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_oracles_keep_their_digits_in_the_tails() -> None:
+    # log(1 + e^-x) = e^-x - e^-2x / 2 + ...; 1 - p of the confident class is e^-x (1 - e^-x + ...)
+    for x in (20.0, 40.0, 80.0, 300.0):
+        tail = math.exp(-x)
+        for gamma in (0.0, 0.5, 2.0):
+            expected = tail**gamma * tail
+            _close(softmax_focal_oracle([[x, 0.0]], [0], gamma=gamma, reduction="sum"), expected)
+            _close(sigmoid_focal_oracle([x], [1.0], gamma=gamma, alpha=None), expected)
+            _close(sigmoid_focal_oracle([-x], [0.0], gamma=gamma, alpha=None), expected)
+            logits = torch.tensor([[x, 0.0]], dtype=torch.float64)
+            _close(softmax_focal_reference(logits, torch.tensor([0]), gamma=gamma), expected)
+            _close(
+                sigmoid_focal_reference(logits[0, :1], torch.ones(1), gamma=gamma, alpha=None),
+                expected,
+            )
+    # d/dx of e^{-(gamma + 1) x} is -(gamma + 1) e^{-(gamma + 1) x}
+    x = torch.tensor([40.0], dtype=torch.float64, requires_grad=True)
+    sigmoid_focal_reference(x, torch.ones(1), gamma=2.0, alpha=None).backward()
+    assert x.grad is not None
+    _close(x.grad, [-3.0 * math.exp(-120.0)])
