@@ -105,8 +105,24 @@ def gammas(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
+def output_path(text: str) -> Path:
+    """A file or folder to write (``--out``), not empty: ``""`` would mean the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty; give a file or folder name")
+    return Path(text)
+
+
+def add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: without it a command refuses to replace a file that is already there."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace {what} if already there (without it, the command stops and changes nothing)",
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser, default_epochs: int) -> None:
-    """The options ``demo`` and ``compare`` share: seeds, beta, epochs and the output folder."""
+    """The options ``demo`` and ``compare`` share: seeds, beta, epochs, --out and --force."""
     parser.add_argument(
         "--seeds",
         type=positive_int,
@@ -129,7 +145,8 @@ def add_run_options(parser: argparse.ArgumentParser, default_epochs: int) -> Non
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=output_path,
         default=Path("focalkit-report"),
-        help="folder for report.md and the figures (default: %(default)s/)",
+        help="folder for report.md and the figures, made if missing (default: %(default)s/)",
     )
+    add_force_option(parser, "report.md and the figures in --out")

@@ -221,9 +221,9 @@ def split(table: Table, test_size: float, seed: int) -> Split:
 
 
 def run(args: argparse.Namespace) -> int:
-    from focalkit.cli import report
+    from focalkit.cli import files, report
 
-    report.check_out_folder(args.out)
+    files.check_folder(args.out, report.OUTPUTS, args.force)
     table = load(args.data, args.target, args.max_categories)
     class_counts = np.bincount(table.labels, minlength=len(table.class_names))
     if class_counts.min() < 2:
@@ -262,6 +262,6 @@ def run(args: argparse.Namespace) -> int:
         f"Class-balanced focal: beta = {args.beta:g}.",
     ]
     report.print_results(comparison, summaries, title)
-    paths = report.write(args.out, comparison, summaries, title, data, command)
+    paths = report.write(args.out, comparison, summaries, title, data, command, args.force)
     report.print_saved(paths)
     return 0

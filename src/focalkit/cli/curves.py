@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from focalkit.cli import arguments
+from focalkit.cli import arguments, files
 from focalkit.cli.arguments import HelpFormatter, UsageError
 
 EXAMPLES = """\
@@ -52,10 +52,11 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=arguments.output_path,
         default=Path("curves.png"),
         help="image file; its extension sets the format: png, pdf, svg, ... (default: %(default)s)",
     )
+    arguments.add_force_option(parser, "the --out file")
     parser.set_defaults(run=run)
 
 
@@ -102,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
             f"--out: cannot tell the image format of {str(args.out)!r}; end it with one of "
             + ", ".join(f".{name}" for name in sorted(formats))
         )
-    if args.out.is_dir():
-        raise UsageError(f"--out: {args.out} is a directory; give a file name such as curves.png")
+    files.check_file(args.out, args.force)
 
     p_t = np.linspace(0.0, 1.0, 1001)[1:-1]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     right.set_title("Gradient magnitude with respect to the true class's logit")
     left.legend()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    with files.create(args.out, args.force) as file:
+        fig.savefig(file, format=extension, dpi=110)
     plt.close(fig)
 
     table = Table(title="focal loss at p_t (and as a fraction of cross-entropy)")

@@ -102,9 +102,9 @@ def digits_split(
 def run(args: argparse.Namespace) -> int:
     from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
-    from focalkit.cli import report
+    from focalkit.cli import files, report
 
-    report.check_out_folder(args.out)
+    files.check_folder(args.out, report.OUTPUTS, args.force)
     features, labels = load_digits(return_X_y=True)
     labels = labels.astype(np.int64)
     splits = {
@@ -131,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
         f"Class-balanced focal: beta = {args.beta:g}.",
     ]
     report.print_results(comparison, summaries, title)
-    paths = report.write(args.out, comparison, summaries, title, data, command)
+    paths = report.write(args.out, comparison, summaries, title, data, command, args.force)
     report.print_saved(paths)
     return 0

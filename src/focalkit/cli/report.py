@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
-from focalkit.cli.arguments import UsageError
+from focalkit.cli import files
 from focalkit.cli.metrics import (
     COLUMNS,
     ECE_BINS,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 FIGURES = ("per_class_recall.png", "reliability.png", "training_curves.png")
+OUTPUTS = ("report.md", *FIGURES)  # what write() puts into the --out folder
 LIBRARIES = ("focalkit", "torch", "numpy", "scikit-learn", "matplotlib", "rich")
 
 
@@ -308,12 +309,6 @@ def counts_line(names: list[str], counts: NDArray[np.int64]) -> str:
     return ", ".join(f"{name}: {int(n)}" for name, n in zip(names, counts, strict=True))
 
 
-def check_out_folder(out: Path) -> None:
-    """Fail before training, not after, if ``--out`` cannot be a folder."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {out} is a file; give a folder for report.md and the figures")
-
-
 def write(
     out: Path,
     comparison: Comparison,
@@ -321,15 +316,22 @@ def write(
     title: str,
     data: list[str],
     command: str,
+    force: bool = False,
 ) -> list[Path]:
-    """Write ``report.md`` and the three figures into ``out``; return their paths."""
+    """Write ``report.md`` and the three figures into ``out``; return their paths.
+
+    Without ``force`` a file that is already there is not replaced (see :mod:`focalkit.cli.files`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
-    report.write_text(markdown(comparison, summaries, title, data, command), encoding="utf-8")
+    with files.create(report, force) as file:
+        file.write(markdown(comparison, summaries, title, data, command).encode("utf-8"))
     paths = [report, *(out / name for name in FIGURES)]
-    plot_per_class_recall(comparison, summaries, paths[1])
-    plot_reliability(comparison, summaries, paths[2])
-    plot_training_curves(comparison, summaries, paths[3])
+    for path, plot in zip(
+        paths[1:], (plot_per_class_recall, plot_reliability, plot_training_curves), strict=True
+    ):
+        with files.create(path, force) as file:
+            plot(comparison, summaries, file)
     return paths
 
 
@@ -343,7 +345,9 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def plot_per_class_recall(comparison: Comparison, summaries: list[LossSummary], path: Path) -> None:
+def plot_per_class_recall(
+    comparison: Comparison, summaries: list[LossSummary], file: BinaryIO
+) -> None:
     """Grouped bars: one group per class (its training count below), one colour per loss."""
     plt = _pyplot()
     num_classes = len(comparison.class_names)
@@ -369,11 +373,11 @@ def plot_per_class_recall(comparison: Comparison, summaries: list[LossSummary], 
         f"Recall of each class (mean over {_seeds_phrase(len(comparison.seeds))}{whiskers})"
     )
     fig.legend(loc="outside lower center", ncols=len(summaries), fontsize="small")
-    fig.savefig(path, dpi=110)
+    fig.savefig(file, format="png", dpi=110)
     plt.close(fig)
 
 
-def plot_reliability(comparison: Comparison, summaries: list[LossSummary], path: Path) -> None:
+def plot_reliability(comparison: Comparison, summaries: list[LossSummary], file: BinaryIO) -> None:
     """One reliability diagram per loss, the test predictions of all seeds pooled."""
     plt = _pyplot()
     fig, axes = plt.subplots(
@@ -394,11 +398,13 @@ def plot_reliability(comparison: Comparison, summaries: list[LossSummary], path:
     np.atleast_1d(axes)[0].set_ylabel("accuracy")
     np.atleast_1d(axes)[0].legend(fontsize="small", loc="upper left")
     fig.suptitle(f"Reliability diagrams ({ECE_BINS} bins, {_seeds_phrase(len(comparison.seeds))})")
-    fig.savefig(path, dpi=110)
+    fig.savefig(file, format="png", dpi=110)
     plt.close(fig)
 
 
-def plot_training_curves(comparison: Comparison, summaries: list[LossSummary], path: Path) -> None:
+def plot_training_curves(
+    comparison: Comparison, summaries: list[LossSummary], file: BinaryIO
+) -> None:
     """Per epoch, mean over seeds: the loss trained on, test balanced accuracy, test NLL."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
@@ -428,7 +434,7 @@ def plot_training_curves(comparison: Comparison, summaries: list[LossSummary], p
     axes[0].legend(fontsize="small")
     band = ", band: min to max over seeds" if len(comparison.seeds) > 1 else ""
     fig.suptitle(f"Training curves (mean over {_seeds_phrase(len(comparison.seeds))}{band})")
-    fig.savefig(path, dpi=110)
+    fig.savefig(file, format="png", dpi=110)
     plt.close(fig)
 
 
