@@ -214,3 +214,36 @@ def test_validate_inputs_as_a_call_holds_until_changed():
     assert focalkit.inputs_validated()
     with pytest.raises(TypeError, match="enabled must be a bool"):
         focalkit.validate_inputs("no")
+
+
+def test_validate_inputs_object_can_be_reused_and_nested():
+    off, on = focalkit.validate_inputs(False), focalkit.validate_inputs(True)
+    assert focalkit.inputs_validated()  # the last call wins
+    for _ in range(3):  # every ``with`` turns the checks off and restores what it found
+        with off:
+            assert not focalkit.inputs_validated()
+            with on:
+                assert focalkit.inputs_validated()
+                with off:
+                    assert not focalkit.inputs_validated()
+                assert focalkit.inputs_validated()
+            with off:  # the same object, nested in itself
+                assert not focalkit.inputs_validated()
+            assert not focalkit.inputs_validated()
+        assert focalkit.inputs_validated()
+    bad_probabilities = torch.full((4, 3), 1.5)
+    with off:
+        focalkit.binary_focal_loss(bad_probabilities, Y)  # the data check is off
+    with pytest.raises(ValueError, match=r"input \(probabilities\) values must be in \[0, 1\]"):
+        focalkit.binary_focal_loss(bad_probabilities, Y)
+
+
+def test_validate_inputs_first_with_restores_the_setting_before_the_call():
+    try:
+        focalkit.validate_inputs(False)
+        off_again = focalkit.validate_inputs(False)
+        with off_again:
+            assert not focalkit.inputs_validated()
+        assert not focalkit.inputs_validated()  # it was off before the call too
+    finally:
+        focalkit.validate_inputs(True)

@@ -70,12 +70,41 @@ def test_sample_dependent_gamma_has_no_gradient():
         ({"gammas": (5.0,)}, r"gammas must have len\(thresholds\) \+ 1 = 2 values, got 1"),
         ({"thresholds": (0.5, 0.2), "gammas": (1, 2, 3)}, r"thresholds must increase inside"),
         ({"thresholds": (1.5,)}, r"thresholds must increase inside \(0, 1\)"),
-        ({"gammas": (5.0, -3.0)}, r"gamma must be >= 0"),
+        ({"gammas": (5.0, -3.0)}, r"gammas must be >= 0, got -3.0"),
+        ({"gammas": (-1, 2)}, r"gammas must be >= 0, got -1"),
+        ({"thresholds": 1.5}, r"thresholds must increase inside \(0, 1\), got \(1.5,\)"),
     ],
 )
 def test_sample_dependent_gamma_errors(kwargs, message):
     with pytest.raises(ValueError, match=r"^sample_dependent_gamma\(\): " + message):
         focalkit.sample_dependent_gamma(torch.randn(2, 3), torch.tensor([0, 1]), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"thresholds": "0.2"}, r"thresholds must be a number or a sequence of numbers, got '0.2'"),
+        ({"thresholds": (0.2, None), "gammas": (1, 2, 3)}, r"thresholds must be a number or a"),
+        ({"thresholds": True}, r"thresholds must be a number or a sequence of numbers, got True"),
+        ({"gammas": 5.0}, r"gammas must have len\(thresholds\) \+ 1 = 2 values, got 1"),
+        ({"gammas": (5.0, False)}, r"gammas must be a number or a sequence of numbers"),
+        ({"ignore_index": 0.5}, r"ignore_index must be an int, got 0.5"),
+    ],
+)
+def test_sample_dependent_gamma_type_errors(kwargs, message):
+    error = ValueError if "len" in message else TypeError
+    with pytest.raises(error, match=r"^sample_dependent_gamma\(\): " + message):
+        focalkit.sample_dependent_gamma(torch.randn(2, 3), torch.tensor([0, 1]), **kwargs)
+
+
+def test_sample_dependent_gamma_takes_one_threshold_as_a_number():
+    logits = torch.randn(32, 4, generator=torch.Generator().manual_seed(2)) * 2
+    target = torch.randint(0, 4, (32,), generator=torch.Generator().manual_seed(3))
+    expected = _flsd_oracle(logits.numpy(), target.numpy(), (0.3,), (4.0, 1.0))
+    for thresholds in (0.3, [0.3], np.array([0.3])):
+        gamma = focalkit.sample_dependent_gamma(logits, target, thresholds, (4.0, 1.0))
+        np.testing.assert_array_equal(gamma.numpy(), expected)
+    assert set(expected.ravel()) == {4.0, 1.0}
 
 
 def test_tensor_gamma_in_softmax_matches_oracle_and_gradient_is_through_logits_only():

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import numpy as np
 
@@ -30,11 +30,19 @@ class validate_inputs:
     ``validate_inputs(False)`` turns them off. Checks of shapes, dtypes and arguments always run.
 
     Like ``torch.set_grad_enabled``, it works as a call (the setting holds until changed) and as a
-    context manager (the previous setting comes back on exit).
+    context manager: each ``with`` block sets ``enabled`` on entry and restores, on exit, the
+    setting it found on entry (for the first block after the call, the setting before the call).
+    One object can be entered again, and nested.
 
     Example:
         >>> import focalkit
-        >>> with focalkit.validate_inputs(False):
+        >>> off = focalkit.validate_inputs(False)
+        >>> with off:
+        ...     focalkit.inputs_validated()
+        False
+        >>> focalkit.inputs_validated()
+        True
+        >>> with off:  # reused: off again inside, restored after
         ...     focalkit.inputs_validated()
         False
         >>> focalkit.inputs_validated()
@@ -44,14 +52,21 @@ class validate_inputs:
     def __init__(self, enabled: bool) -> None:
         if not isinstance(enabled, bool):
             raise TypeError(f"validate_inputs(): enabled must be a bool, got {enabled!r}")
-        self._previous = _VALIDATE.get()
+        self._enabled = enabled
+        self._before_call: bool | None = _VALIDATE.get()  # restored by the first ``with`` only
+        self._entered: list[bool] = []  # the setting found at each open ``with``, innermost last
         _VALIDATE.set(enabled)
 
     def __enter__(self) -> None:
-        return None
+        if self._before_call is not None:
+            previous, self._before_call = self._before_call, None
+        else:
+            previous = _VALIDATE.get()
+        self._entered.append(previous)
+        _VALIDATE.set(self._enabled)
 
     def __exit__(self, *exc_info: object) -> None:
-        _VALIDATE.set(self._previous)
+        _VALIDATE.set(self._entered.pop())
 
 
 def inputs_validated() -> bool:
@@ -83,30 +98,98 @@ def check_reduction(reduction: object, where: str) -> None:
         )
 
 
-def check_gamma(gamma: object, where: str) -> None:
+Expected: TypeAlias = Literal[">= 0", "in [0, 1]"]
+NONNEGATIVE: Final = ">= 0"
+UNIT_INTERVAL: Final = "in [0, 1]"
+
+
+def in_range(number: float, expected: Expected) -> bool:
+    """Whether ``number`` is finite and ``>= 0``, or inside ``[0, 1]``; NaN is neither.
+
+    Written with comparisons only, so that a traced number (``torch.compile``) can be compared.
+    """
+    if expected == NONNEGATIVE:
+        return 0.0 <= number < math.inf
+    return 0.0 <= number <= 1.0
+
+
+def range_message(where: str, name: str, expected: Expected) -> str:
+    """The message for a number outside its range, without the value (for traced numbers)."""
+    return f"{where}: {name} must be {expected}"
+
+
+def check_number(name: str, value: object, expected: Expected, where: str) -> None:
+    """Raise unless ``value`` is a real number (not a bool) ``>= 0`` (and finite) or in ``[0, 1]``.
+
+    The one check behind ``gamma``, ``label_smoothing`` and a number ``alpha`` in every front-end.
+    """
+    if not is_number(value):
+        raise TypeError(f"{where}: {name} must be a real number {expected}, got {value!r}")
+    if not in_range(float(value), expected):  # type: ignore[arg-type]
+        raise ValueError(f"{range_message(where, name, expected)}, got {value!r}")
+
+
+def check_gamma(gamma: object, where: str, name: str = "gamma") -> None:
     """Raise unless ``gamma`` is a finite real number ``>= 0``."""
-    if not is_number(gamma):
-        raise TypeError(f"{where}: gamma must be a real number >= 0, got {gamma!r}")
-    value = float(gamma)  # type: ignore[arg-type]
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where}: gamma must be >= 0, got {gamma!r}")
+    check_number(name, gamma, NONNEGATIVE, where)
 
 
 def check_unit_interval(name: str, value: object, where: str) -> None:
     """Raise unless ``value`` is a real number in ``[0, 1]`` (``label_smoothing``, scalar alpha)."""
-    if not is_number(value):
-        raise TypeError(f"{where}: {name} must be a real number in [0, 1], got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:  # type: ignore[arg-type]
-        raise ValueError(f"{where}: {name} must be in [0, 1], got {value!r}")
+    check_number(name, value, UNIT_INTERVAL, where)
 
 
 def check_nonnegative(name: str, value: object, where: str) -> None:
     """Raise unless ``value`` is a finite real number ``>= 0`` (softmax losses' alpha)."""
-    if not is_number(value):
-        raise TypeError(f"{where}: {name} must be a real number >= 0, got {value!r}")
-    number = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{where}: {name} must be >= 0, got {value!r}")
+    check_number(name, value, NONNEGATIVE, where)
+
+
+def _numbers_only(value: object) -> bool:
+    """Whether ``value`` is a number or a (nested) sequence of numbers, with no bool or None."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iuf"
+    if is_number(value):
+        return True
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return False
+    return all(_numbers_only(item) for item in value)
+
+
+def as_number_array(value: object, name: str, where: str) -> np.ndarray:
+    """``value``, a number or a sequence of numbers, as a float64 array.
+
+    Booleans, ``None`` and strings are not numbers: ``alpha=[1, None, 2]`` or ``weight=[True,
+    False]`` raise a TypeError naming the argument instead of becoming NaN or 0 and 1.
+    """
+    if _numbers_only(value):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except ValueError:  # ragged nesting
+            pass
+    raise TypeError(f"{where}: {name} must be a tensor or a sequence of numbers, got {value!r}")
+
+
+def number_sequence(value: object, name: str, where: str) -> tuple[float, ...]:
+    """A number or a flat sequence of numbers (``thresholds``, ``gammas``), as floats."""
+    if is_number(value):
+        return (float(value),)  # type: ignore[arg-type]
+    flat = isinstance(value, np.ndarray) and value.ndim == 1
+    if flat or (isinstance(value, Sequence) and not isinstance(value, (str, bytes))):
+        items = list(value)  # type: ignore[call-overload]
+        if all(is_number(item) for item in items):
+            return tuple(float(item) for item in items)
+    raise TypeError(f"{where}: {name} must be a number or a sequence of numbers, got {value!r}")
+
+
+def check_positive_int(name: str, value: object, where: str, *, optional: bool = False) -> None:
+    """Raise unless ``value`` is an int ``>= 1`` (not a bool), or ``None`` where ``optional``."""
+    if optional and value is None:
+        return
+    expected = "a positive int or None" if optional else "a positive int"
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be {expected}, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{where}: {name} must be {expected}, got {value!r}")
 
 
 def check_ignore_index(ignore_index: object, where: str) -> None:

@@ -696,7 +696,7 @@ def binary_focal_loss(
 def sample_dependent_gamma(
     input: Tensor,
     target: Tensor,
-    thresholds: Sequence[float] = (0.2,),
+    thresholds: float | Sequence[float] = (0.2,),
     gammas: Sequence[float] = (5.0, 3.0),
     *,
     ignore_index: int = -100,
@@ -713,7 +713,8 @@ def sample_dependent_gamma(
     Args:
         input: Logits, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
         target: Class indices, :math:`(N)` or :math:`(N, d_1, ..., d_K)`.
-        thresholds: Increasing probabilities in :math:`(0, 1)`. Default: ``(0.2,)``.
+        thresholds: Increasing probabilities in :math:`(0, 1)`, or one number. Default:
+            ``(0.2,)``.
         gammas: ``len(thresholds) + 1`` values :math:`\ge 0`, for each interval from the lowest
             :math:`p_t` up. Default: ``(5.0, 3.0)``.
         ignore_index: Target value to skip. Default: -100.
@@ -736,8 +737,8 @@ def sample_dependent_gamma(
         arXiv:2002.09437
     """
     where = "sample_dependent_gamma()"
-    bounds = [float(t) for t in thresholds]
-    values = [float(g) for g in gammas]
+    bounds = validation.number_sequence(thresholds, "thresholds", where)
+    values = validation.number_sequence(gammas, "gammas", where)
     if len(values) != len(bounds) + 1:
         raise ValueError(
             f"{where}: gammas must have len(thresholds) + 1 = {len(bounds) + 1} values, "
@@ -746,7 +747,8 @@ def sample_dependent_gamma(
     if any(not 0.0 < t < 1.0 for t in bounds) or any(b <= a for a, b in itertools.pairwise(bounds)):
         raise ValueError(f"{where}: thresholds must increase inside (0, 1), got {tuple(bounds)}")
     for value in values:
-        validation.check_gamma(value, where)
+        validation.check_gamma(value, where, name="gammas")
+    validation.check_ignore_index(ignore_index, where)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
     if input.dim() < 2:
