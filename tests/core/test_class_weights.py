@@ -137,6 +137,54 @@ def test_normalizations_sum_to_1_and_to_c(method: str) -> None:
     np.testing.assert_allclose(mean, raw / raw.mean(), rtol=RTOL)
 
 
+# ------------------------------------------------------------------ "balanced": scikit-learn's
+
+
+def _scikit_learn_balanced(counts: list[int]) -> np.ndarray:
+    """compute_class_weight("balanced") on labels that have these counts."""
+    class_weight = pytest.importorskip("sklearn.utils.class_weight")
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return class_weight.compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels)
+
+
+def test_balanced_inverse_is_scikit_learns_balanced() -> None:
+    weights = focalkit.class_weights(COUNTS, method="inverse", normalize="balanced")
+    np.testing.assert_allclose(weights, [0.9, 0.45, 1.8, 9.0], rtol=RTOL)  # 360 / (4 * counts)
+    np.testing.assert_allclose(weights, _scikit_learn_balanced(COUNTS), rtol=RTOL)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=2000), min_size=1, max_size=12))
+def test_balanced_inverse_is_scikit_learns_balanced_for_any_counts(counts: list[int]) -> None:
+    weights = focalkit.class_weights(counts, method="inverse", normalize="balanced")
+    np.testing.assert_allclose(weights, _scikit_learn_balanced(counts), rtol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["inverse", "inverse_sqrt", "effective_number"])
+def test_balanced_weights_average_1_over_the_samples(method: str) -> None:
+    weights = focalkit.class_weights(COUNTS, method=method, normalize="balanced")
+    raw = focalkit.class_weights(COUNTS, method=method, normalize=None)
+    n = np.array(COUNTS, dtype=np.float64)
+    np.testing.assert_allclose((n * weights).sum(), n.sum(), rtol=RTOL)
+    np.testing.assert_allclose(weights, raw * n.sum() / (n * raw).sum(), rtol=RTOL)
+
+
+def test_balanced_loss_keeps_the_unweighted_scale_on_the_training_labels() -> None:
+    # An alpha-weighted sum over the training labels, each with the same loss, equals the
+    # unweighted one; with "mean" (weights averaging 1 over the classes) it does not.
+    labels = np.repeat(np.arange(4), COUNTS)
+    balanced = focalkit.class_weights(COUNTS, normalize="balanced")
+    np.testing.assert_allclose(balanced[labels].sum(), labels.size, rtol=RTOL)
+    mean = focalkit.class_weights(COUNTS, normalize="mean")
+    assert mean[labels].sum() < 0.5 * labels.size
+
+
+def test_balanced_with_an_empty_class_ignored() -> None:
+    # The empty class has no samples, so the other two share n = 5: inverse weights 5/3 and 5/2,
+    # scaled by 5 / (3 * 5/3 + 2 * 5/2) = 1/2.
+    weights = focalkit.class_weights([3, 0, 2], normalize="balanced", zero="ignore")
+    np.testing.assert_allclose(weights, [5.0 / 6.0, 0.0, 1.25], rtol=RTOL, atol=0)
+
+
 def test_counts_are_not_modified() -> None:
     counts = np.array([3.0, 1.0, 2.0])
     focalkit.class_weights(counts, method="effective_number", normalize="mean")

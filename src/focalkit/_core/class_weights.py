@@ -8,11 +8,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 Method: TypeAlias = Literal["inverse", "inverse_sqrt", "effective_number"]
-Normalize: TypeAlias = Literal["sum", "mean"] | None
+Normalize: TypeAlias = Literal["mean", "balanced", "sum"] | None
 ZeroPolicy: TypeAlias = Literal["raise", "ignore"]
 
 METHODS: tuple[str, ...] = ("inverse", "inverse_sqrt", "effective_number")
-NORMALIZATIONS: tuple[str | None, ...] = ("sum", "mean", None)
+NORMALIZATIONS: tuple[str | None, ...] = ("mean", "balanced", "sum", None)
 
 
 def class_counts(labels: ArrayLike, num_classes: int) -> NDArray[np.int64]:
@@ -64,18 +64,28 @@ def class_weights(
     - ``"effective_number"`` (Cui et al. 2019): :math:`w_c = (1 - \beta) / (1 - \beta^{n_c})`,
       the inverse of the effective number of samples.
 
-    Then ``normalize="sum"`` scales the weights to sum to 1 (as hand-written Keras focal losses
-    do), ``"mean"`` to mean 1 over all ``C`` classes, i.e. sum ``C`` (as Cui et al. do), and
-    ``None`` leaves them raw.
+    Then ``normalize`` sets their scale. It matters wherever the weights multiply the loss
+    (``alpha=``, Keras's ``class_weight=``, ``reduction='sum'``); not for ``weight=`` of the
+    softmax losses with class-index targets under ``reduction='mean'``, which divides by the
+    summed weights.
+
+    - ``"mean"``: mean 1 over the ``C`` classes, :math:`\sum_c w_c = C` (as Cui et al. do).
+    - ``"balanced"``: mean 1 over the samples, :math:`\sum_c n_c w_c = n`, so that on the
+      training data the weighted loss keeps the unweighted loss's scale. With ``"inverse"`` this
+      is :math:`w_c = n / (C n_c)`, scikit-learn's ``compute_class_weight("balanced")``.
+    - ``"sum"`` (the default): :math:`\sum_c w_c = 1`, as hand-written Keras focal losses
+      normalise. An ``alpha``-weighted loss is then ``C`` times smaller than with ``"mean"``
+      (``alpha`` never enters the ``'mean'`` divisor).
+    - ``None``: the raw weights above.
 
     Args:
         counts: Non-negative sample counts, shape ``(C,)``.
         method: ``"inverse"``, ``"inverse_sqrt"`` or ``"effective_number"``.
-        normalize: ``"sum"``, ``"mean"`` or ``None``.
+        normalize: ``"mean"``, ``"balanced"``, ``"sum"`` or ``None``. Default: ``"sum"``.
         beta: For ``"effective_number"``, in ``[0, 1)``; ignored otherwise.
         zero: A class with count 0 has no finite weight: ``"raise"`` (default) raises a
             ``ValueError`` naming it; ``"ignore"`` gives it weight 0 (it still counts among the
-            ``C`` classes for ``normalize="mean"``).
+            ``C`` classes for ``normalize="mean"``; it has no samples for ``"balanced"``).
 
     Returns:
         A ``float64`` array of shape ``(C,)``.
@@ -85,6 +95,8 @@ def class_weights(
         array([0.0741, 0.037 , 0.1481, 0.7407])
         >>> class_weights([100, 200, 50, 10], "effective_number", "mean", beta=0.99).round(3)
         array([0.401, 0.294, 0.644, 2.661])
+        >>> class_weights([100, 200, 50, 10], "inverse", "balanced")  # 360 / (4 * counts)
+        array([0.9 , 0.45, 1.8 , 9.  ])
 
     References:
         Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019.
@@ -97,7 +109,8 @@ def class_weights(
         )
     if normalize not in NORMALIZATIONS:
         raise ValueError(
-            f"{where}: normalize must be one of 'sum', 'mean' or None, got {normalize!r}"
+            f"{where}: normalize must be one of 'mean', 'balanced', 'sum' or None, "
+            f"got {normalize!r}"
         )
     if zero not in ("raise", "ignore"):
         raise ValueError(f"{where}: zero must be 'raise' or 'ignore', got {zero!r}")
@@ -141,4 +154,6 @@ def class_weights(
         weights /= weights.sum()
     elif normalize == "mean":
         weights *= n.size / weights.sum()
+    elif normalize == "balanced":
+        weights *= n.sum() / (n * weights).sum()
     return weights
