@@ -53,15 +53,18 @@ SoftmaxAlpha: TypeAlias = float | Sequence[float] | NDArray[Any] | None
 
 def check_min_hessian(min_hessian: object, where: str) -> float:
     """``min_hessian`` as a float: a real number, not NaN (``-inf`` turns the floor off)."""
-    if not validation.is_number(min_hessian) or math.isnan(float(min_hessian)):  # type: ignore[arg-type]
+    if not validation.is_number(min_hessian):
+        raise TypeError(f"{where}: min_hessian must be a real number, got {min_hessian!r}")
+    value = float(min_hessian)  # type: ignore[arg-type]
+    if math.isnan(value):
         raise ValueError(f"{where}: min_hessian must be a real number, got {min_hessian!r}")
-    return float(min_hessian)  # type: ignore[arg-type]
+    return value
 
 
 def check_num_class(num_class: object, where: str) -> int:
     """``num_class`` as an int ``>= 2``."""
     if not isinstance(num_class, (int, np.integer)) or isinstance(num_class, bool):
-        raise ValueError(f"{where}: num_class must be an int >= 2, got {num_class!r}")
+        raise TypeError(f"{where}: num_class must be an int >= 2, got {num_class!r}")
     if num_class < 2:
         raise ValueError(f"{where}: num_class must be >= 2, got {num_class}")
     return int(num_class)
@@ -76,22 +79,27 @@ def check_binary_alpha(alpha: object, where: str) -> float | None:
 
 
 def check_softmax_alpha(alpha: object, num_class: int, where: str) -> float | Array | None:
-    """``alpha`` of the multi-class loss: ``None``, a number ``>= 0`` or one value per class."""
+    """``alpha`` of the multi-class loss: ``None``, a number ``>= 0`` or one number per class.
+
+    A number goes through :func:`~focalkit._core.validation.check_nonnegative`, a sequence or
+    array through :func:`~focalkit._core.validation.as_number_array` (bools, ``None`` and strings
+    are a ``TypeError``) and :func:`~focalkit._core.validation.check_per_class_length`; a
+    negative value raises with :func:`~focalkit._core.validation.negative_values`' message, as
+    the torch front-end's does. NaN passes through, to give NaN gradients.
+    """
     if alpha is None:
         return None
     if validation.is_number(alpha):
         validation.check_nonnegative("alpha", alpha, where)
         return float(alpha)  # type: ignore[arg-type]
-    try:
-        values = np.array(alpha, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{where}: alpha must be None, a number or one number per class, got {alpha!r}"
-        ) from None
+    values = validation.as_number_array(alpha, "alpha", where)
+    if values.ndim == 0:
+        validation.check_nonnegative("alpha", values.item(), where)
+        return float(values)
     validation.check_per_class_length("alpha", values.shape, num_class, where)
-    if not np.all(np.isfinite(values) & (values >= 0)):
-        raise ValueError(f"{where}: alpha values must be finite and >= 0, got {values.tolist()}")
-    return values
+    if np.any(values < 0):
+        raise ValueError(validation.negative_values(where, "alpha"))
+    return values.copy()  # the caller's array may change later; the settings must not
 
 
 def _margin_vector(margin: ArrayLike, where: str) -> Array:

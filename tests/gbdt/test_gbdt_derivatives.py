@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from gbdt_oracles import decimal_binary, decimal_softmax, torch_binary, torch_softmax
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import expit
 
 import focalkit
@@ -273,7 +275,11 @@ BAD_SOFTMAX = [
     ({"label": [0, 1, 2]}, r"expected label of shape \(2,\) for margins with 2 rows, got \(3,\)"),
     ({"gamma": -0.5}, r"softmax_focal_grad_hess\(\): gamma must be >= 0, got -0.5"),
     ({"alpha": [1.0, 2.0]}, r"alpha must have one value per class \(3 classes\), got 2 values"),
-    ({"alpha": [1.0, -2.0, 1.0]}, r"alpha values must be finite and >= 0"),
+    (
+        {"alpha": [1.0, -2.0, 1.0]},
+        r"softmax_focal_grad_hess\(\): alpha values must be >= 0; found a negative value",
+    ),
+    ({"alpha": -1.0}, r"softmax_focal_grad_hess\(\): alpha must be >= 0, got -1.0"),
     ({"margins": np.zeros(2)}, r"margins must be 2-D of shape \(N, K\) with K >= 2 classes"),
 ]
 
@@ -284,3 +290,60 @@ def test_softmax_bad_inputs(change: dict[str, object], message: str) -> None:
     margins, label = arguments.pop("margins"), arguments.pop("label")
     with pytest.raises(ValueError, match=message):
         softmax_focal_grad_hess(margins, label, **arguments)  # type: ignore[arg-type]
+
+
+# Checks of arguments come from focalkit._core.validation: a negative alpha reads the same in
+# every front-end, and a value that is not a number (None, a bool, a string) is a TypeError.
+NOT_NUMBERS = [
+    (
+        {"alpha": [1.0, None, 2.0]},
+        r"softmax_focal_grad_hess\(\): alpha must be a tensor or a sequence of numbers, "
+        r"got \[1.0, None, 2.0\]",
+    ),
+    ({"alpha": [True, 0.5, 2.0]}, r"alpha must be a tensor or a sequence of numbers, got \[True"),
+    ({"alpha": np.array([True, False, True])}, r"alpha must be a tensor or a sequence of numbers"),
+    ({"alpha": False}, r"alpha must be a tensor or a sequence of numbers, got False"),
+    ({"alpha": "abc"}, r"alpha must be a tensor or a sequence of numbers, got 'abc'"),
+    ({"min_hessian": True}, r"min_hessian must be a real number, got True"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), NOT_NUMBERS)
+def test_softmax_arguments_that_are_not_numbers(change: dict[str, object], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        softmax_focal_grad_hess(np.zeros((2, 3)), [0, 2], **change)  # type: ignore[arg-type]
+
+
+def test_binary_alpha_and_num_class_types() -> None:
+    with pytest.raises(TypeError, match=r"binary_focal_value\(\): alpha must be a real number in"):
+        binary_focal_value(np.zeros(2), [0, 1], alpha=True)  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"prior_margin\(\): num_class must be an int >= 2, got 2.5"
+    ):
+        prior_margin([0, 1], num_class=2.5)  # type: ignore[arg-type]
+
+
+alpha_entries = st.one_of(
+    st.floats(0.0, 10.0), st.integers(0, 10), st.booleans(), st.none(), st.floats(-10.0, -1e-3)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(alpha_entries, min_size=3, max_size=3), st.sampled_from([list, tuple]))
+def test_per_class_alpha_holds_numbers_only(alpha: list[object], container: type) -> None:
+    margins, label = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]]), np.array([0, 2])
+    given_alpha = container(alpha)
+    if any(value is None or isinstance(value, bool) for value in alpha):
+        with pytest.raises(TypeError, match=r"alpha must be a tensor or a sequence of numbers"):
+            softmax_focal_value(margins, label, alpha=given_alpha)
+    elif any(value < 0 for value in alpha):  # type: ignore[operator]
+        with pytest.raises(ValueError, match=r"alpha values must be >= 0; found a negative value"):
+            softmax_focal_value(margins, label, alpha=given_alpha)
+    else:  # alpha_t times the unweighted loss of the torch definition
+        expected = (
+            focalkit.softmax_focal_loss(
+                torch.tensor(margins), torch.tensor(label), reduction="none", gamma=2.0
+            ).numpy()
+            * np.array(alpha, dtype=np.float64)[label]
+        )
+        np.testing.assert_allclose(softmax_focal_value(margins, label, alpha=given_alpha), expected)
