@@ -99,7 +99,8 @@ def check_softmax_alpha(alpha: object, num_class: int, where: str) -> float | Ar
     validation.check_per_class_length("alpha", values.shape, num_class, where)
     if np.any(values < 0):
         raise ValueError(validation.negative_values(where, "alpha"))
-    return values.copy()  # the caller's array may change later; the settings must not
+    checked: Array = np.array(values, dtype=np.float64)  # a copy: the caller's may change later
+    return checked
 
 
 def _margin_vector(margin: ArrayLike, where: str) -> Array:
