@@ -59,7 +59,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from focalkit.gbdt import SoftmaxAlpha, _Settings, check_num_class
+from focalkit import _gbdt_adapters
+from focalkit._gbdt_adapters import METRIC_NAME, unpack
+from focalkit.gbdt import SoftmaxAlpha
 
 try:
     import lightgbm as lgb
@@ -77,21 +79,8 @@ __all__ = [
     "softmax_focal_objective",
 ]
 
-METRIC_NAME = "focal_loss"
 
-
-def _unpack(
-    first: Any, second: Any, weight: ArrayLike | None
-) -> tuple[ArrayLike, ArrayLike, ArrayLike | None]:
-    """``(preds, labels, weight)`` from either API's arguments."""
-    if isinstance(second, lgb.Dataset):  # lgb.train: (preds, train_set)
-        labels: Any = second.get_label()
-        weight_of_set: Any = second.get_weight()
-        return first, labels, weight_of_set
-    return second, first, weight  # scikit-learn API: (y_true, y_pred, weight)
-
-
-class FocalObjective:
+class FocalObjective(_gbdt_adapters.Objective):
     """A focal objective for ``lgb.train`` params and ``LGBMClassifier(objective=...)``.
 
     Built by :func:`binary_focal_objective` and :func:`softmax_focal_objective`; returns
@@ -99,20 +88,18 @@ class FocalObjective:
     scikit-learn API to pass sample weights.
     """
 
-    def __init__(self, settings: _Settings, factory: str) -> None:
-        self._settings, self._factory = settings, factory
+    @staticmethod
+    def multiclass_hessian_scale(num_class: int) -> float:
+        return num_class / (num_class - 1.0)  # multiclass's Hessian is K / (K - 1) p (1 - p)
 
     def __call__(
         self, y_true_or_preds: Any, y_pred_or_train_set: Any, weight: ArrayLike | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        preds, labels, weight = _unpack(y_true_or_preds, y_pred_or_train_set, weight)
-        return self._settings.grad_hess(preds, labels, weight)
-
-    def __repr__(self) -> str:
-        return f"{self._factory}({self._settings.describe()})"
+        preds, labels, weight, _ = unpack(y_true_or_preds, y_pred_or_train_set, weight, lgb.Dataset)
+        return self.grad_hess(preds, labels, weight)
 
 
-class FocalMetric:
+class FocalMetric(_gbdt_adapters.Metric):
     """The mean focal loss as ``("focal_loss", value, False)``, for ``feval=`` and ``eval_metric=``.
 
     Built by :func:`binary_focal_metric` and :func:`softmax_focal_metric`. Weighted by the
@@ -120,17 +107,11 @@ class FocalMetric:
     whenever the objective is a callable.
     """
 
-    def __init__(self, settings: _Settings, factory: str) -> None:
-        self._settings, self._factory = settings, factory
-
     def __call__(
         self, y_true_or_preds: Any, y_pred_or_dataset: Any, weight: ArrayLike | None = None
     ) -> tuple[str, float, bool]:
-        preds, labels, weight = _unpack(y_true_or_preds, y_pred_or_dataset, weight)
-        return METRIC_NAME, self._settings.mean_loss(preds, labels, weight), False
-
-    def __repr__(self) -> str:
-        return f"{self._factory}({self._settings.describe()})"
+        preds, labels, weight, _ = unpack(y_true_or_preds, y_pred_or_dataset, weight, lgb.Dataset)
+        return METRIC_NAME, self.mean_loss(preds, labels, weight), False
 
 
 def binary_focal_objective(
@@ -158,8 +139,7 @@ def binary_focal_objective(
         >>> print(grad.round(4))
         [-0.2817  0.2237]
     """
-    settings = _Settings("binary_focal_objective()", None, gamma, alpha, min_hessian)
-    return FocalObjective(settings, "binary_focal_objective")
+    return FocalObjective("binary_focal_objective", None, gamma, alpha, min_hessian=min_hessian)
 
 
 def softmax_focal_objective(
@@ -192,10 +172,9 @@ def softmax_focal_objective(
         >>> print(grad.round(4), hess.round(4))  # p - onehot, 3/2 p (1 - p)
         [[-0.6667  0.3333  0.3333]] [[0.3333 0.3333 0.3333]]
     """
-    where = "softmax_focal_objective()"
-    classes = check_num_class(num_class, where)
-    settings = _Settings(where, classes, gamma, alpha, min_hessian, classes / (classes - 1.0))
-    return FocalObjective(settings, "softmax_focal_objective")
+    return FocalObjective(
+        "softmax_focal_objective", num_class, gamma, alpha, min_hessian=min_hessian
+    )
 
 
 def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> FocalMetric:
@@ -209,8 +188,7 @@ def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> Focal
         >>> name, round(value, 6), higher_is_better
         ('focal_loss', 0.273995, False)
     """
-    settings = _Settings("binary_focal_metric()", None, gamma, alpha, -np.inf)
-    return FocalMetric(settings, "binary_focal_metric")
+    return FocalMetric("binary_focal_metric", None, gamma, alpha)
 
 
 def softmax_focal_metric(
@@ -226,5 +204,4 @@ def softmax_focal_metric(
         >>> round(value, 4)
         0.8569
     """
-    settings = _Settings("softmax_focal_metric()", num_class, gamma, alpha, -np.inf)
-    return FocalMetric(settings, "softmax_focal_metric")
+    return FocalMetric("softmax_focal_metric", num_class, gamma, alpha)

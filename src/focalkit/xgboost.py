@@ -56,7 +56,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from focalkit.gbdt import SoftmaxAlpha, _Settings
+from focalkit import _gbdt_adapters
+from focalkit._gbdt_adapters import METRIC_NAME, unpack
+from focalkit.gbdt import SoftmaxAlpha
 
 try:
     import xgboost as xgb
@@ -74,31 +76,18 @@ __all__ = [
     "softmax_focal_objective",
 ]
 
-METRIC_NAME = "focal_loss"
-MULTICLASS_HESSIAN_SCALE = 2.0  # multi:softprob's Hessian is 2 p (1 - p)
 
-
-def _unpack(
-    first: Any, second: Any, sample_weight: ArrayLike | None
-) -> tuple[ArrayLike, ArrayLike, ArrayLike | None, bool]:
-    """``(preds, labels, weight, from_train)`` from either API's arguments."""
-    if isinstance(second, xgb.DMatrix):  # xgb.train: (preds, dtrain)
-        weight: NDArray[Any] | None = second.get_weight()
-        if weight is not None and weight.size == 0:
-            weight = None
-        return first, second.get_label(), weight, True
-    return second, first, sample_weight, False  # scikit-learn API: (y_true, y_pred)
-
-
-class FocalObjective:
+class FocalObjective(_gbdt_adapters.Objective):
     """A focal objective for ``xgb.train(obj=...)`` and ``XGBClassifier(objective=...)``.
 
     Built by :func:`binary_focal_objective` and :func:`softmax_focal_objective`; returns
-    ``(grad, hess)`` as float64 arrays of the predictions' shape.
+    ``(grad, hess)`` as float64 arrays of the predictions' shape. Its third parameter is named
+    ``sample_weight`` because XGBoost's scikit-learn API passes the weights by that name.
     """
 
-    def __init__(self, settings: _Settings, factory: str) -> None:
-        self._settings, self._factory = settings, factory
+    @staticmethod
+    def multiclass_hessian_scale(num_class: int) -> float:
+        return 2.0  # multi:softprob's Hessian is 2 p (1 - p)
 
     def __call__(
         self,
@@ -106,14 +95,13 @@ class FocalObjective:
         y_pred_or_dtrain: Any,
         sample_weight: ArrayLike | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        preds, labels, weight, _ = _unpack(y_true_or_preds, y_pred_or_dtrain, sample_weight)
-        return self._settings.grad_hess(preds, labels, weight)
+        preds, labels, weight, _ = unpack(
+            y_true_or_preds, y_pred_or_dtrain, sample_weight, xgb.DMatrix
+        )
+        return self.grad_hess(preds, labels, weight)
 
-    def __repr__(self) -> str:
-        return f"{self._factory}({self._settings.describe()})"
 
-
-class FocalMetric:
+class FocalMetric(_gbdt_adapters.Metric):
     """The mean focal loss (lower is better), for ``custom_metric=`` and ``eval_metric=``.
 
     Built by :func:`binary_focal_metric` and :func:`softmax_focal_metric`. ``xgb.train`` gets
@@ -122,25 +110,17 @@ class FocalMetric:
     margins, which XGBoost passes whenever the objective is a callable.
     """
 
-    __name__ = METRIC_NAME
-
-    def __init__(self, settings: _Settings, factory: str) -> None:
-        self._settings, self._factory = settings, factory
-
     def __call__(
         self,
         y_true_or_preds: Any,
         y_pred_or_dtrain: Any,
         sample_weight: ArrayLike | None = None,
     ) -> tuple[str, float] | float:
-        preds, labels, weight, from_train = _unpack(
-            y_true_or_preds, y_pred_or_dtrain, sample_weight
+        preds, labels, weight, dtrain = unpack(
+            y_true_or_preds, y_pred_or_dtrain, sample_weight, xgb.DMatrix
         )
-        value = self._settings.mean_loss(preds, labels, weight)
-        return (METRIC_NAME, value) if from_train else value
-
-    def __repr__(self) -> str:
-        return f"{self._factory}({self._settings.describe()})"
+        value = self.mean_loss(preds, labels, weight)
+        return value if dtrain is None else (METRIC_NAME, value)
 
 
 def binary_focal_objective(
@@ -168,8 +148,7 @@ def binary_focal_objective(
         >>> print(grad.round(4))
         [-0.2817  0.2237]
     """
-    settings = _Settings("binary_focal_objective()", None, gamma, alpha, min_hessian)
-    return FocalObjective(settings, "binary_focal_objective")
+    return FocalObjective("binary_focal_objective", None, gamma, alpha, min_hessian=min_hessian)
 
 
 def softmax_focal_objective(
@@ -204,9 +183,9 @@ def softmax_focal_objective(
         >>> grad.shape, hess.shape
         ((2, 3), (2, 3))
     """
-    where = "softmax_focal_objective()"
-    settings = _Settings(where, num_class, gamma, alpha, min_hessian, MULTICLASS_HESSIAN_SCALE)
-    return FocalObjective(settings, "softmax_focal_objective")
+    return FocalObjective(
+        "softmax_focal_objective", num_class, gamma, alpha, min_hessian=min_hessian
+    )
 
 
 def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> FocalMetric:
@@ -218,8 +197,7 @@ def binary_focal_metric(gamma: float = 2.0, alpha: float | None = 0.25) -> Focal
         >>> round(binary_focal_metric()(np.array([1, 0, 1]), np.array([-3.0, 0.0, 2.0])), 6)
         0.273995
     """
-    settings = _Settings("binary_focal_metric()", None, gamma, alpha, -np.inf)
-    return FocalMetric(settings, "binary_focal_metric")
+    return FocalMetric("binary_focal_metric", None, gamma, alpha)
 
 
 def softmax_focal_metric(
@@ -234,5 +212,4 @@ def softmax_focal_metric(
         >>> round(softmax_focal_metric(3)(np.array([0, 1]), margins), 4)
         0.8569
     """
-    settings = _Settings("softmax_focal_metric()", num_class, gamma, alpha, -np.inf)
-    return FocalMetric(settings, "softmax_focal_metric")
+    return FocalMetric("softmax_focal_metric", num_class, gamma, alpha)

@@ -1,0 +1,171 @@
+"""The focal objective and metric that :mod:`focalkit.xgboost` and :mod:`focalkit.lightgbm` adapt.
+
+NumPy only, like :mod:`focalkit.gbdt`, whose functions do the math. :class:`Objective` and
+:class:`Metric` hold a configuration checked once, when built (not at round 40 000), and evaluate
+it on ``(preds, labels, weight)``. Each adapter subclasses them with its library's call
+signature (the train API's ``(preds, data)`` and the scikit-learn API's ``(y_true, y_pred,
+weight)``), its multi-class Hessian convention and its metric's output layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from focalkit._core import validation
+from focalkit.gbdt import (
+    binary_focal_grad_hess,
+    binary_focal_value,
+    check_binary_alpha,
+    check_min_hessian,
+    check_num_class,
+    check_softmax_alpha,
+    softmax_focal_grad_hess,
+    softmax_focal_value,
+)
+
+Array = NDArray[np.float64]
+METRIC_NAME = "focal_loss"
+
+
+def unpack(
+    first: Any, second: Any, weight: ArrayLike | None, data_type: type
+) -> tuple[ArrayLike, ArrayLike, ArrayLike | None, Any]:
+    """``(preds, labels, weight, data)`` from either API's arguments.
+
+    The train APIs call ``(preds, data)`` with a ``data_type`` (``DMatrix``, ``Dataset``) holding
+    labels and sample weights; the scikit-learn APIs call ``(y_true, y_pred, weight)``, and
+    ``data`` is then ``None``. An empty weight array (``DMatrix.get_weight()`` without weights)
+    means no weights.
+    """
+    data: Any
+    if isinstance(second, data_type):
+        data = second
+        preds, labels, weight = first, data.get_label(), data.get_weight()
+    else:
+        data, preds, labels = None, second, first
+    if weight is not None and np.size(weight) == 0:
+        weight = None
+    return preds, labels, weight, data
+
+
+class _FocalLoss:
+    """A focal loss's configuration, checked when built; ``num_class=None`` is the binary loss."""
+
+    def __init__(self, factory: str, num_class: object, gamma: object, alpha: object) -> None:
+        self._factory = factory
+        self.where = f"{factory}()"
+        validation.check_gamma(gamma, self.where)
+        self.gamma = float(gamma)  # type: ignore[arg-type]
+        self.num_class = None if num_class is None else check_num_class(num_class, self.where)
+        self.alpha: float | Array | None
+        if self.num_class is None:
+            self.alpha = check_binary_alpha(alpha, self.where)
+        else:
+            self.alpha = check_softmax_alpha(alpha, self.num_class, self.where)
+
+    def __repr__(self) -> str:
+        alpha = self.alpha.tolist() if isinstance(self.alpha, np.ndarray) else self.alpha
+        parts = [] if self.num_class is None else [f"num_class={self.num_class}"]
+        parts += [f"gamma={self.gamma}", f"alpha={alpha}"]
+        return f"{self._factory}({', '.join(parts)})"
+
+    def margins(self, preds: ArrayLike) -> Array:
+        """The library's predictions as margins of the shape this loss needs, else a ValueError."""
+        array = np.asarray(preds, dtype=np.float64)
+        if self.num_class is None:
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.ndim != 1:
+                raise ValueError(
+                    f"{self.where}: expected predictions of shape (N,) for the binary objective, "
+                    f"got {array.shape}; for more than two classes use softmax_focal_objective"
+                )
+        elif array.ndim != 2 or array.shape[1] != self.num_class:
+            raise ValueError(
+                f"{self.where}: expected predictions of shape (N, num_class={self.num_class}), "
+                f"got {array.shape}; check num_class against the library's num_class parameter"
+            )
+        return array
+
+
+class Objective(_FocalLoss):
+    """A focal objective: ``(grad, hess)`` of the predictions' shape, float64.
+
+    ``grad = weight * g`` and ``hess = scale * weight * max(h, min_hessian)``, with ``g`` and
+    ``h`` from :func:`focalkit.gbdt.binary_focal_grad_hess` or
+    :func:`focalkit.gbdt.softmax_focal_grad_hess` and ``scale`` the library's multi-class
+    Hessian convention, :meth:`multiclass_hessian_scale` (1 for the binary loss).
+    """
+
+    def __init__(
+        self,
+        factory: str,
+        num_class: object,
+        gamma: object,
+        alpha: object,
+        *,
+        min_hessian: object,
+    ) -> None:
+        super().__init__(factory, num_class, gamma, alpha)
+        self.min_hessian = check_min_hessian(min_hessian, self.where)
+        classes = self.num_class
+        self.hessian_scale = 1.0 if classes is None else self.multiclass_hessian_scale(classes)
+
+    @staticmethod
+    def multiclass_hessian_scale(num_class: int) -> float:
+        """The factor of the library's built-in softmax Hessian over :math:`p (1 - p)`."""
+        return 1.0
+
+    def grad_hess(
+        self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None
+    ) -> tuple[Array, Array]:
+        margins = self.margins(preds)
+        if self.num_class is None:
+            return binary_focal_grad_hess(
+                margins,
+                labels,
+                gamma=self.gamma,
+                alpha=self.alpha,  # type: ignore[arg-type]
+                weight=weight,
+                min_hessian=self.min_hessian,
+            )
+        grad, hess = softmax_focal_grad_hess(
+            margins,
+            labels,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            weight=weight,
+            min_hessian=self.min_hessian,
+        )
+        if self.hessian_scale != 1.0:
+            hess *= self.hessian_scale
+        return grad, hess
+
+
+class Metric(_FocalLoss):
+    """The mean focal loss of margins, ``sum(w l) / sum(w)`` (the plain mean without weights)."""
+
+    __name__ = METRIC_NAME  # XGBoost's scikit-learn API names a metric after it
+
+    def mean_loss(self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None) -> float:
+        margins = self.margins(preds)
+        if self.num_class is None:
+            losses = binary_focal_value(
+                margins,
+                labels,
+                gamma=self.gamma,
+                alpha=self.alpha,  # type: ignore[arg-type]
+            )
+        else:
+            losses = softmax_focal_value(margins, labels, gamma=self.gamma, alpha=self.alpha)
+        if weight is None:
+            return float(np.mean(losses))
+        w = np.asarray(weight, dtype=np.float64)
+        if w.shape != losses.shape:
+            raise ValueError(
+                f"{self.where}: expected weight of shape {losses.shape}, one per row, got {w.shape}"
+            )
+        return float(np.sum(losses * w) / np.sum(w))
