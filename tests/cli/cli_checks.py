@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from focalkit.cli import main
@@ -54,3 +56,26 @@ def printed_cells(out: str) -> list[str]:
         if line.startswith("│"):
             cells += [c.strip() for c in line.strip("│").split("│") if CELL.fullmatch(c.strip())]
     return cells
+
+
+def no_training(*args: object, **kwargs: object) -> None:
+    """Stands in for ``report.run_with_progress`` where a command must stop before training."""
+    raise AssertionError("trained before refusing the output folder")
+
+
+def small_csv(path: Path) -> Path:
+    """40 rows, two classes (30/10), one numeric feature."""
+    rng = np.random.default_rng(1)
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["x", "kind"])
+        for i in range(40):
+            kind = "a" if i < 30 else "b"
+            writer.writerow([round(float(rng.normal(2.0 * (kind == "b"))), 3), kind])
+    return path
+
+
+def command(name: str, data: Path, out: str) -> list[str]:
+    """``demo`` or ``compare`` on ``data`` (``small_csv``), one seed, one epoch, into ``out``."""
+    argv = [name, "--seeds", "1", "--epochs", "1", "--out", out]
+    return argv if name == "demo" else [*argv, str(data), "--target", "kind"]

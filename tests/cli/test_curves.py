@@ -50,7 +50,7 @@ def test_curves_writes_svg_by_extension(capsys: pytest.CaptureFixture[str], tmp_
         (["curves", "--gammas", ""], "must be comma-separated numbers >= 0"),
         (["curves", "--gammas", "0,two"], "'two' is not a number"),
         (["curves", "--gammas", "inf"], "each gamma must be a number >= 0, got 'inf'"),
-        (["curves", "--out", "curves.foo"], "cannot tell the image format of 'curves.foo'"),
+        (["curves", "--out", "curves.foo"], "cannot write the image format of 'curves.foo'"),
         (["curves", "--out", "curves"], "cannot tell the image format of 'curves'"),
     ],
 )

@@ -6,38 +6,15 @@ a stand-in that fails the test, so a refusal that came after training would show
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
-from cli_checks import assert_png, assert_usage_error, run_cli
+from cli_checks import assert_png, assert_usage_error, command, no_training, run_cli, small_csv
 
 from focalkit.cli import report
 from focalkit.cli.report import FIGURES
 
 OUTPUTS = ("report.md", *FIGURES)
-
-
-def no_training(*args: object, **kwargs: object) -> None:
-    raise AssertionError("trained before refusing the output folder")
-
-
-def small_csv(path: Path) -> Path:
-    """40 rows, two classes (30/10), one numeric feature."""
-    rng = np.random.default_rng(1)
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["x", "kind"])
-        for i in range(40):
-            kind = "a" if i < 30 else "b"
-            writer.writerow([round(float(rng.normal(2.0 * (kind == "b"))), 3), kind])
-    return path
-
-
-def command(name: str, data: Path, out: str) -> list[str]:
-    argv = [name, "--seeds", "1", "--epochs", "1", "--out", out]
-    return argv if name == "demo" else [*argv, str(data), "--target", "kind"]
 
 
 @pytest.mark.parametrize("name", ["demo", "compare"])

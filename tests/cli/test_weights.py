@@ -55,7 +55,7 @@ def test_labels_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     assert code == 0
     result = json.loads(stdout)
     assert result["counts"] == [1, 2, 3, 1]
-    assert result["weights"] == focalkit.class_weights([1, 2, 3, 1]).tolist()
+    assert result["weights"] == focalkit.class_weights([1, 2, 3, 1], "inverse", "sum").tolist()
     code, stdout, _ = run_cli(
         capsys, "weights", "--labels", str(labels), "--num-classes", "5", "--zero", "ignore",
         "--json",

@@ -5,12 +5,18 @@
 draws focal loss against p_t (Lin et al., Figure 1), and ``focalkit weights`` prints class weights.
 ``python -m focalkit`` is the same program. Each command is a module here with ``add_parser`` and
 ``run``; a bad argument exits with code 2 and one line on stderr.
+
+What is printed survives any terminal: where a character cannot be encoded (the tables' "±" on
+an ASCII terminal, a file name that is not UTF-8) an ASCII stand-in or escape is printed instead.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from focalkit.cli import arguments, compare, curves, demo, weights
 
@@ -46,12 +52,57 @@ def parser() -> arguments.ArgumentParser:
     return main_parser
 
 
+# ASCII stand-ins for the characters the tables and the progress bar print (rich's "…" too).
+_ASCII = {"±": "+/-", "·": "-", "…": "..."}
+_ERRORS = "focalkit.printable"
+
+
+def _printable(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: an ASCII stand-in, ``\\xNN`` for a byte of a non-UTF-8 file name."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    replaced = []
+    for char in error.object[error.start : error.end]:
+        if char in _ASCII:
+            replaced.append(_ASCII[char])
+        elif (
+            0xDC80 <= ord(char) <= 0xDCFF
+        ):  # os.fsdecode's stand-in for the byte ord(char) - 0xDC00
+            replaced.append(f"\\x{ord(char) - 0xDC00:02x}")
+        else:
+            replaced.append(char.encode("ascii", "backslashreplace").decode("ascii"))
+    return "".join(replaced), error.end
+
+
+codecs.register_error(_ERRORS, _printable)
+
+
+@contextlib.contextmanager
+def _printable_streams() -> Iterator[None]:
+    """stdout and stderr replace what they cannot encode (:func:`_printable`), then as before."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not stream.closed and stream.errors != _ERRORS:
+            changed.append((stream, stream.errors))
+            stream.reconfigure(errors=_ERRORS)
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            if not stream.closed:
+                stream.reconfigure(errors=errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``focalkit`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
     argparse's own errors (and ``--help``, ``--version``) raise ``SystemExit`` as usual.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with _printable_streams():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     args.argv = argv
     prog = f"focalkit {args.command}"
@@ -60,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except arguments.UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file system failure no check could foresee (a full disk)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as error:
         package = _EXTRA.get((error.name or "").partition(".")[0])
         if package is None:

@@ -9,12 +9,30 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import NoReturn
+
+INT64_MAX = 2**63 - 1
+MAX_CLASSES = 10_000_000  # the most classes ``weights`` counts: 80 MB of int64 counts
 
 
 class UsageError(Exception):
     """A bad argument found after parsing; ``main`` prints it on one line and returns 2."""
+
+
+def shown(text: str) -> str:
+    r"""``text`` as it can be printed or saved: a byte of a file name that is not UTF-8 as ``\xe9``.
+
+    Example:
+        >>> shown("donn\udce9es.csv")
+        'donn\\xe9es.csv'
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -40,13 +58,29 @@ def positive_int(text: str) -> int:
 
 
 def count(text: str) -> int:
-    """A class count: an integer >= 0."""
+    """A class count: an integer >= 0 that fits in int64."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"counts must be integers >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"counts must be integers >= 0, got {text!r}")
+    if value > INT64_MAX:
+        raise argparse.ArgumentTypeError(
+            f"counts must be at most {INT64_MAX} (the largest int64), got {text!r}"
+        )
+    return value
+
+
+def class_count(text: str) -> int:
+    """A number of classes, from 1 to ``MAX_CLASSES`` (``--num-classes``)."""
+    expected = f"must be an integer >= 1 and at most {MAX_CLASSES}, got {text!r}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected) from None
+    if not 1 <= value <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(expected)
     return value
 
 
@@ -105,10 +139,27 @@ def gammas(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
+def input_path(text: str) -> Path:
+    """A file to read: a name the file system can take (no NUL character)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty; give a file name")
+    return _file_name(text)
+
+
 def output_path(text: str) -> Path:
     """A file or folder to write (``--out``), not empty: ``""`` would mean the current folder."""
     if not text:
         raise argparse.ArgumentTypeError("must not be empty; give a file or folder name")
+    return _file_name(text)
+
+
+def _file_name(text: str) -> Path:
+    try:
+        valid = "\0" not in text and bool(os.fsencode(text))
+    except UnicodeEncodeError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"is not a file name the system can take: {text!r}")
     return Path(text)
 
 

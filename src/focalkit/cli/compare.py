@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import shlex
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from focalkit.cli import arguments
+from focalkit.cli import arguments, files
 from focalkit.cli.arguments import HelpFormatter, UsageError
 from focalkit.cli.training import Settings, Split, rarest
 
@@ -43,7 +44,9 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("data", type=Path, metavar="DATA.csv", help="CSV file with a header row")
+    parser.add_argument(
+        "data", type=arguments.input_path, metavar="DATA.csv", help="CSV file with a header row"
+    )
     parser.add_argument(
         "--target", required=True, metavar="COLUMN", help="name of the column holding the class"
     )
@@ -78,15 +81,9 @@ class Table:
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of ``path``, every row as long as the header."""
+    text = files.read_text(path, "", "a CSV file", hint="; save it as UTF-8 CSV")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            lines = list(csv.reader(file))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a CSV file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
+        lines = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as error:
         raise UsageError(f"{path} is not a readable CSV file: {error}") from None
     lines = [line for line in lines if any(cell.strip() for cell in line)]
@@ -221,9 +218,8 @@ def split(table: Table, test_size: float, seed: int) -> Split:
 
 
 def run(args: argparse.Namespace) -> int:
-    from focalkit.cli import files, report
+    from focalkit.cli import report
 
-    files.check_folder(args.out, report.OUTPUTS, args.force)
     table = load(args.data, args.target, args.max_categories)
     class_counts = np.bincount(table.labels, minlength=len(table.class_names))
     if class_counts.min() < 2:
@@ -233,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
             "least 2 rows per class"
         )
     splits = {seed: split(table, args.test_size, seed) for seed in range(args.seeds)}
+    files.check_folder(args.out, report.OUTPUTS, args.force)
     rare = rarest(class_counts)
     settings = Settings(epochs=args.epochs)
     comparison = report.run_with_progress(splits, table.class_names, rare, args.beta, settings)

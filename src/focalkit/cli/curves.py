@@ -29,6 +29,8 @@ examples:
 """
 
 TABLE_POINTS = (0.1, 0.5, 0.9)
+# The image formats matplotlib writes with no other program (its pgf needs LaTeX).
+FORMATS = ("png", "pdf", "svg", "eps", "jpg", "jpeg", "webp")
 
 
 def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -> None:
@@ -54,7 +56,9 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         "--out",
         type=arguments.output_path,
         default=Path("curves.png"),
-        help="image file; its extension sets the format: png, pdf, svg, ... (default: %(default)s)",
+        help="image file, its folder made if missing; the extension sets the format: "
+        + ", ".join(FORMATS)
+        + " (default: %(default)s)",
     )
     arguments.add_force_option(parser, "the --out file")
     parser.set_defaults(run=run)
@@ -88,22 +92,21 @@ def focal_curves(
 
 
 def run(args: argparse.Namespace) -> int:
+    extension = args.out.suffix.lstrip(".").lower()
+    if extension not in FORMATS:
+        problem = "write" if extension else "tell"
+        raise UsageError(
+            f"--out: cannot {problem} the image format of {str(args.out)!r}; end it with "
+            + ", ".join(f".{name}" for name in FORMATS)
+        )
+    files.check_file(args.out, args.force)
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from rich.console import Console
     from rich.table import Table
-
-    formats = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    extension = args.out.suffix.lstrip(".").lower()
-    if extension not in formats:
-        raise UsageError(
-            f"--out: cannot tell the image format of {str(args.out)!r}; end it with one of "
-            + ", ".join(f".{name}" for name in sorted(formats))
-        )
-    files.check_file(args.out, args.force)
 
     p_t = np.linspace(0.0, 1.0, 1001)[1:-1]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -122,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
     right.set_ylim(bottom=0)
     right.set_title("Gradient magnitude with respect to the true class's logit")
     left.legend()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     with files.create(args.out, args.force) as file:
         fig.savefig(file, format=extension, dpi=110)
     plt.close(fig)
@@ -141,5 +143,5 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(f"{gamma:g}", *cells)
     console = Console()
     console.print(table)
-    console.print(f"wrote {args.out}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {args.out}", highlight=False, markup=False, soft_wrap=True)
     return 0

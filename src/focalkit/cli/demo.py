@@ -15,7 +15,7 @@ import shlex
 import numpy as np
 from numpy.typing import NDArray
 
-from focalkit.cli import arguments
+from focalkit.cli import arguments, files
 from focalkit.cli.arguments import HelpFormatter
 from focalkit.cli.training import Settings, Split, rarest
 
@@ -102,7 +102,7 @@ def digits_split(
 def run(args: argparse.Namespace) -> int:
     from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
-    from focalkit.cli import files, report
+    from focalkit.cli import report
 
     files.check_folder(args.out, report.OUTPUTS, args.force)
     features, labels = load_digits(return_X_y=True)

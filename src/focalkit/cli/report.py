@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from focalkit.cli import files
+from focalkit.cli.arguments import shown
 from focalkit.cli.metrics import (
     COLUMNS,
     ECE_BINS,
@@ -325,7 +326,8 @@ def write(
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
     with files.create(report, force) as file:
-        file.write(markdown(comparison, summaries, title, data, command).encode("utf-8"))
+        text = markdown(comparison, summaries, title, data, command)
+        file.write(shown(text).encode("utf-8"))
     paths = [report, *(out / name for name in FIGURES)]
     for path, plot in zip(
         paths[1:], (plot_per_class_recall, plot_reliability, plot_training_curves), strict=True
@@ -505,4 +507,9 @@ def print_results(comparison: Comparison, summaries: list[LossSummary], title: s
 
 def print_saved(paths: list[Path]) -> None:
     out, _ = _consoles()
-    out.print("wrote " + ", ".join(str(path) for path in paths), highlight=False, soft_wrap=True)
+    out.print(
+        "wrote " + ", ".join(str(path) for path in paths),
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 import focalkit
-from focalkit.cli import arguments
-from focalkit.cli.arguments import HelpFormatter, UsageError
+from focalkit.cli import arguments, files
+from focalkit.cli.arguments import MAX_CLASSES, HelpFormatter, UsageError
 
 EXAMPLES = """\
 examples:
@@ -32,7 +32,8 @@ examples:
   focalkit weights --labels train_labels.txt --method inverse_sqrt --json
   focalkit weights 5 0 7 --zero ignore        # class 1 never occurs: weight 0
 
---labels reads integer class labels separated by spaces, commas or new lines.
+--labels reads integer class labels separated by spaces, commas or new lines,
+each from 0 to 9999999 (at most 10,000,000 classes).
 """
 
 
@@ -51,11 +52,14 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         "counts", nargs="*", type=arguments.count, metavar="COUNT", help="sample count per class"
     )
     parser.add_argument(
-        "--labels", type=Path, metavar="FILE", help="count the integer labels in FILE instead"
+        "--labels",
+        type=arguments.input_path,
+        metavar="FILE",
+        help=f"count the integer labels in FILE instead (each from 0 to {MAX_CLASSES - 1})",
     )
     parser.add_argument(
         "--num-classes",
-        type=arguments.positive_int,
+        type=arguments.class_count,
         metavar="C",
         help="with --labels: the number of classes (default: the largest label + 1)",
     )
@@ -90,34 +94,33 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
 
 def read_labels(path: Path, num_classes: int | None) -> NDArray[np.int64]:
     """Class counts from a text file of integer labels."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"--labels: {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"--labels: {path} is a directory, not a file of labels") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--labels: {path} is not UTF-8 text") from None
+    text = files.read_text(path, "--labels", "a file of labels")
     tokens = [token for token in re.split(r"[\s,]+", text) if token]
     if not tokens:
         raise UsageError(f"--labels: {path} holds no labels")
     labels = []
     for position, token in enumerate(tokens, 1):
         try:
-            labels.append(int(token))
+            label = int(token)
         except ValueError:
             raise UsageError(
                 f"--labels: {path}: label {position} is {token!r}, not an integer"
             ) from None
-    if min(labels) < 0:
-        raise UsageError(f"--labels: {path}: labels must be >= 0, got {min(labels)}")
+        if label < 0:
+            raise UsageError(f"--labels: {path}: labels must be >= 0, got {label}")
+        if label >= MAX_CLASSES:
+            raise UsageError(
+                f"--labels: {path}: label {position} is {label}; focalkit weights counts classes "
+                f"0 to {MAX_CLASSES - 1}"
+            )
+        labels.append(label)
     classes = max(labels) + 1 if num_classes is None else num_classes
     if max(labels) >= classes:
         raise UsageError(
             f"--labels: {path}: label {max(labels)} is outside [0, {classes}) for "
             f"--num-classes {classes}"
         )
-    return focalkit.class_counts(np.array(labels), classes)
+    return focalkit.class_counts(np.array(labels, dtype=np.int64), classes)
 
 
 def run(args: argparse.Namespace) -> int:
