@@ -49,8 +49,8 @@ def _reduce(losses: Array, reduction: str, divisor: float) -> Array:
         return losses
     if reduction == "sum":
         return np.asarray(losses.sum(), dtype=np.float64)
-    if reduction == "mean":
-        return np.asarray(losses.sum() / divisor, dtype=np.float64)
+    if reduction == "mean":  # the mean of nothing (no weight kept) is nan, as in PyTorch
+        return np.asarray(losses.sum() / divisor if divisor else math.nan, dtype=np.float64)
     raise ValueError(f"oracle: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
@@ -247,13 +247,14 @@ def binary_focal_oracle(
     target: Any,
     *,
     gamma: float,
-    alpha: float | None = 0.25,
+    alpha: Any = 0.25,
     weight: Any = None,
     reduction: str = "mean",
 ) -> Array:
     """Binary focal loss on probabilities, element by element in float64.
 
-    As :func:`sigmoid_focal_oracle` with ``p`` given directly and no ``pos_weight``; each log is
+    As :func:`sigmoid_focal_oracle` with ``p`` given directly and no ``pos_weight`` (``alpha``
+    a float or broadcast to the input); each log is
     clamped at -100 as ``F.binary_cross_entropy`` does::
 
         bce  = -w * (y * max(log p, -100) + (1 - y) * max(log(1 - p), -100))
@@ -262,12 +263,14 @@ def binary_focal_oracle(
     p_all = _to_numpy(probs)
     y = _to_numpy(target)
     w = _broadcast(weight, p_all.shape)
+    alphas = None if alpha is None else _broadcast(alpha, p_all.shape)
     losses = np.zeros(p_all.shape, dtype=np.float64)
     for index in np.ndindex(p_all.shape):
         p, yi = float(p_all[index]), float(y[index])
         bce = -float(w[index]) * (yi * _clamped_log(p) + (1.0 - yi) * _clamped_log(1.0 - p))
         one_minus_pt = yi * (1.0 - p) + (1.0 - yi) * p
-        losses[index] = _alpha_t(alpha, yi) * one_minus_pt**gamma * bce
+        a = None if alphas is None else float(alphas[index])
+        losses[index] = _alpha_t(a, yi) * one_minus_pt**gamma * bce
     return _reduce(losses, reduction, float(losses.size))
 
 
@@ -366,6 +369,78 @@ def log_softmax_and_complement(x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return log_p, d + log_p
 
 
+def _softmax_parts(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float | torch.Tensor,
+    alpha: PerClass,
+    weight: PerClass,
+    ignore_index: int,
+    label_smoothing: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``q_c alpha_c w_c``, ``log p_c``, ``(1 - p_c)^gamma``, the ``'mean'`` divisor and which
+    elements are kept (not ``ignore_index``)."""
+    x = logits.to(torch.float64)
+    num_classes = x.shape[1]
+    coef = torch.ones(num_classes, dtype=torch.float64, device=x.device)
+    for factor in (_as_float64(alpha, x), _as_float64(weight, x)):
+        if factor is not None:
+            coef = coef * factor
+    if target.is_floating_point():
+        q = target.to(torch.float64)
+        divisor = torch.tensor(float(q[:, 0].numel()), dtype=torch.float64)
+        kept = torch.ones_like(q[:, 0], dtype=torch.bool)
+    else:
+        index = target.to(torch.int64)
+        kept = index != ignore_index
+        safe = torch.where(kept, index, torch.zeros_like(index))
+        q = F.one_hot(safe, num_classes).movedim(-1, 1).to(torch.float64)
+        q = q * kept.unsqueeze(1)
+        w = _as_float64(weight, x)
+        divisor = kept.sum().to(torch.float64) if w is None else (w[safe] * kept).sum()
+    if label_smoothing:  # an ignored element keeps q = 0
+        mass = 1.0 if target.is_floating_point() else q.sum(1, keepdim=True)
+        q = q * (1.0 - label_smoothing) + mass * (label_smoothing / num_classes)
+    log_p, log_1mp = log_softmax_and_complement(x)
+    g = _as_float64(gamma, x)
+    assert g is not None
+    if g.dim() > 0:
+        g = g.unsqueeze(1)  # one gamma per element: along every class
+    return q * _class_view(coef, x.dim()), log_p, torch.exp(g * log_1mp), divisor, kept
+
+
+def softmax_focal_error_scale(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float | torch.Tensor,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """How far an error of 1 in every ``log p_c`` moves the loss: ``sum_c q_c |alpha_c w_c|
+    (1 - p_c)^gamma`` per element, reduced like the loss (``'mean'`` by the same divisor).
+
+    ``log_softmax`` in a floating dtype carries an absolute error of a few ``eps`` in ``log p``
+    (``log p`` of a confident class rounds to 0), which is as close as ``F.cross_entropy`` itself
+    gets; ``eps`` times this scale is that error carried through the focal loss.
+    """
+    unbatched = logits.dim() == 1
+    if unbatched:
+        logits, target = logits.unsqueeze(0), target.unsqueeze(0)
+    weighted_q, _, focal, divisor, _ = _softmax_parts(
+        logits, target, gamma, alpha, weight, ignore_index, label_smoothing
+    )
+    per_element = (weighted_q.abs() * focal).sum(1)
+    if reduction == "none":
+        return per_element.squeeze(0) if unbatched else per_element
+    if reduction == "sum":
+        return per_element.sum()
+    return per_element.sum() / divisor.abs()
+
+
 def softmax_focal_reference(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -391,38 +466,28 @@ def softmax_focal_reference(
             reduction=reduction,
         )
         return loss.squeeze(0) if reduction == "none" else loss
-    x = logits.to(torch.float64)
-    num_classes = x.shape[1]
-    coef = torch.ones(num_classes, dtype=torch.float64, device=x.device)
-    for factor in (_as_float64(alpha, x), _as_float64(weight, x)):
-        if factor is not None:
-            coef = coef * factor
-    if target.is_floating_point():
-        q = target.to(torch.float64)
-        divisor = torch.tensor(float(q[:, 0].numel()), dtype=torch.float64)
-    else:
-        index = target.to(torch.int64)
-        kept = index != ignore_index
-        safe = torch.where(kept, index, torch.zeros_like(index))
-        q = F.one_hot(safe, num_classes).movedim(-1, 1).to(torch.float64)
-        q = q * kept.unsqueeze(1)
-        w = _as_float64(weight, x)
-        divisor = kept.sum().to(torch.float64) if w is None else (w[safe] * kept).sum()
-    if label_smoothing:  # an ignored element keeps q = 0
-        mass = 1.0 if target.is_floating_point() else q.sum(1, keepdim=True)
-        q = q * (1.0 - label_smoothing) + mass * (label_smoothing / num_classes)
-    log_p, log_1mp = log_softmax_and_complement(x)
-    g = _as_float64(gamma, x)
-    assert g is not None
-    if g.dim() > 0:
-        g = g.unsqueeze(1)  # one gamma per element: along every class
-    terms = q * _class_view(coef, x.dim()) * torch.exp(g * log_1mp) * log_p
-    per_element = -torch.where(q == 0, torch.zeros_like(terms), terms).sum(1)
+    weighted_q, log_p, focal, divisor, kept = _softmax_parts(
+        logits, target, gamma, alpha, weight, ignore_index, label_smoothing
+    )
+    terms = weighted_q * focal * log_p
+    per_element = -torch.where(weighted_q == 0, torch.zeros_like(terms), terms).sum(1)
     if reduction == "none":
         return per_element
     if reduction == "sum":
         return per_element.sum()
-    return per_element.sum() / divisor
+    return _mean(per_element, divisor, kept, logits)
+
+
+def _mean(
+    per_element: torch.Tensor, divisor: torch.Tensor, kept: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
+    """``sum / divisor``. A zero divisor gives ``nan`` with, as ``F.cross_entropy``, ``nan``
+    gradients with respect to ``x`` (``(N, C, ...)``) for the kept elements (all of weight 0)
+    and 0 for the ignored ones."""
+    if divisor != 0:
+        return per_element.sum() / divisor
+    nan_where_kept = torch.where(kept, math.nan, 0.0).to(x.dtype).unsqueeze(1)
+    return (x * nan_where_kept).sum() + math.nan
 
 
 def nll_focal_reference(
@@ -457,7 +522,7 @@ def nll_focal_reference(
         return per_element.squeeze(0)
     if reduction == "none":
         return per_element
-    return per_element.sum() if reduction == "sum" else per_element.sum() / divisor
+    return per_element.sum() if reduction == "sum" else _mean(per_element, divisor, kept, s)
 
 
 def _alpha_t_tensor(alpha: Any, y: torch.Tensor) -> torch.Tensor | float:
@@ -483,8 +548,7 @@ def sigmoid_focal_reference(
 ) -> torch.Tensor:
     """:func:`sigmoid_focal_oracle` as a float64 torch formula (differentiable in ``target`` too).
 
-    ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)``, each from ``logsigmoid``; its power's
-    gradient is undefined where that underflows to 0 (``|x|`` beyond about 745)."""
+    ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)``, each from ``logsigmoid``."""
     x = logits.to(torch.float64)
     y = target.to(torch.float64)
     log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
@@ -496,7 +560,9 @@ def sigmoid_focal_reference(
     one_minus_pt = y * log_1mp.exp() + (1.0 - y) * log_p.exp()
     g = _as_float64(gamma, x)
     assert g is not None
-    loss = _alpha_t_tensor(alpha, y) * one_minus_pt**g * bce
+    # below the smallest normal number the focal factor's slope is 0 * inf; the term is 0 there
+    focal = one_minus_pt.clamp_min(torch.finfo(torch.float64).tiny) ** g
+    loss = _alpha_t_tensor(alpha, y) * focal * bce
     return _reduce_elementwise(loss, reduction)
 
 

@@ -1,0 +1,218 @@
+"""Randomized differential tests: every PyTorch loss against the float64 oracles.
+
+Hypothesis draws the shape and memory layout, the input dtype, the target's kind and dtype, every
+option (reduction, weight, ignore_index, label smoothing, alpha, gamma, pos_weight) and logits
+whose magnitudes run from 1e-3 to 80, with an occasional 1e4; each case is checked, value and
+gradient, by the checks of ``test_oracle_grid.py`` (relative tolerances against the float64
+oracles, the error of ``log_softmax`` allowed through the focal factor).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_oracle_grid import (
+    HALF_DTYPES,
+    INDEX_DTYPES,
+    REDUCTIONS,
+    check_elementwise,
+    check_nll,
+    check_softmax,
+)
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+FLOAT_DTYPES = [torch.float32, torch.float64]
+MEMORY = ["contiguous", "transposed", "sliced", "channels_last"]
+
+
+@st.composite
+def logits(draw: st.DrawFn, shape: tuple[int, ...]) -> torch.Tensor:
+    """float64 logits of ``shape``: magnitudes log-uniform in [1e-3, top], random signs, and now
+    and then a huge one (1e4)."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    top = draw(st.sampled_from([1.0, 10.0, 30.0, 80.0]))
+    generator = torch.Generator().manual_seed(seed)
+    exponent = torch.rand(shape, generator=generator, dtype=torch.float64)
+    magnitude = 10.0 ** (-3.0 + exponent * (math.log10(top) + 3.0))
+    sign = torch.randint(0, 2, shape, generator=generator).to(torch.float64) * 2 - 1
+    x = magnitude * sign
+    if draw(st.booleans()) and draw(st.booleans()):
+        x.view(-1)[torch.randint(0, x.numel(), (1,), generator=generator)] = 1e4 * sign.view(-1)[0]
+    return x
+
+
+def _shape(draw: st.DrawFn, num_classes: int) -> tuple[int, ...]:
+    rank = draw(st.sampled_from(["unbatched", "2d", "3d", "4d"]))
+    if rank == "unbatched":
+        return (num_classes,)
+    batch = draw(st.integers(1, 4))
+    extra = {"2d": 0, "3d": 1, "4d": 2}[rank]
+    return (batch, num_classes, *draw(st.tuples(*[st.integers(1, 3)] * extra)))
+
+
+def _per_class(draw: st.DrawFn, num_classes: int, low: float = 0.0) -> Any:
+    values = draw(
+        st.lists(
+            st.sampled_from([low, 0.25, 0.5, 1.0, 2.0, 3.5]),
+            min_size=num_classes,
+            max_size=num_classes,
+        )
+    )
+    return torch.tensor(values) if draw(st.booleans()) else values
+
+
+def _gamma(draw: st.DrawFn, element_shape: tuple[int, ...], per_element: bool) -> Any:
+    if per_element and draw(st.booleans()):
+        seed = draw(st.integers(0, 1000))
+        return torch.rand(element_shape, generator=torch.Generator().manual_seed(seed)) * 4.0
+    return draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.7]) | st.floats(0.0, 5.0))
+
+
+def _memory(draw: st.DrawFn, shape: tuple[int, ...]) -> str:
+    return draw(
+        st.sampled_from(MEMORY if len(shape) == 4 else MEMORY[:3] if len(shape) > 1 else MEMORY[:1])
+    )
+
+
+@st.composite
+def softmax_cases(draw: st.DrawFn, probabilities: bool) -> dict[str, Any]:
+    num_classes = draw(st.integers(2, 6))
+    shape = _shape(draw, num_classes)
+    element_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
+    case: dict[str, Any] = {
+        "x": draw(logits(shape)).to(draw(st.sampled_from(FLOAT_DTYPES))),
+        "reduction": draw(st.sampled_from(REDUCTIONS)),
+        "memory": _memory(draw, shape),
+        "gamma": _gamma(draw, element_shape, per_element=True),
+        "weight": None if draw(st.booleans()) else _per_class(draw, num_classes),
+        "label_smoothing": draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0])),
+    }
+    alpha_kind = draw(st.sampled_from(["none", "float", "per_class"]))
+    case["alpha"] = {
+        "none": lambda: None,
+        "float": lambda: draw(st.floats(0.0, 2.0)),
+        "per_class": lambda: _per_class(draw, num_classes),
+    }[alpha_kind]()
+    seed = draw(st.integers(0, 1000))
+    generator = torch.Generator().manual_seed(seed)
+    if probabilities:
+        class_dim = 0 if len(shape) == 1 else 1
+        raw = torch.randn(shape, generator=generator, dtype=torch.float64) * 3
+        target = torch.softmax(raw, dim=class_dim)
+        if draw(st.booleans()):  # hard rows: one-hot probabilities, zeros included
+            target = F.one_hot(target.argmax(class_dim), num_classes).movedim(-1, class_dim)
+        case["target"] = target.to(case["x"].dtype)
+        return case
+    target_dtype = draw(st.sampled_from(INDEX_DTYPES))
+    target = torch.randint(0, num_classes, element_shape, generator=generator)
+    ignore = draw(st.sampled_from(["absent", "present", "all"]))
+    # an absent ignore_index that a narrow dtype would wrap onto a class (-254 is 2 as uint8)
+    ignore_index = draw(st.sampled_from([-100, -100, -1, -254, 258, 1000]))
+    if ignore != "absent":
+        ignore_index = draw(st.integers(0, num_classes - 1))
+        if target_dtype != torch.uint8 and draw(st.booleans()):
+            ignore_index = -100
+        if ignore == "all":
+            target.fill_(ignore_index)
+        elif target.numel():
+            target.view(-1)[:: draw(st.integers(1, 3))] = ignore_index
+    case["target"] = target.to(target_dtype)
+    case["ignore_index"] = ignore_index
+    return case
+
+
+@SETTINGS
+@given(softmax_cases(probabilities=False))
+def test_softmax_class_indices(case: dict[str, Any]) -> None:
+    check_softmax(case.pop("x"), case.pop("target"), **case)
+
+
+@SETTINGS
+@given(softmax_cases(probabilities=True))
+def test_softmax_probabilities(case: dict[str, Any]) -> None:
+    check_softmax(case.pop("x"), case.pop("target"), **case)
+
+
+@SETTINGS
+@given(softmax_cases(probabilities=False))
+def test_nll(case: dict[str, Any]) -> None:
+    x = case["x"]
+    log_probs = x.double().log_softmax(0 if x.dim() == 1 else 1)
+    if isinstance(case["gamma"], torch.Tensor):
+        case["gamma"] = 1.5
+    # nll_focal_loss's gradient is 0 * inf where log p rounds to 0 and gamma < 1: keep log p < 0
+    lowered = log_probs.to(x.dtype)
+    if case["gamma"] < 1 and not bool((lowered < 0).all()):
+        case["gamma"] = 1.0
+    check_nll(
+        lowered,
+        case["target"],
+        reduction=case["reduction"],
+        gamma=case["gamma"],
+        alpha=case["alpha"],
+        weight=case["weight"],
+        ignore_index=case["ignore_index"],
+        memory=case["memory"],
+    )
+
+
+@st.composite
+def elementwise_cases(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    num_classes = draw(st.integers(1, 5))
+    shape = _shape(draw, num_classes)
+    x = draw(logits(shape)).to(draw(st.sampled_from(FLOAT_DTYPES)))
+    if name == "binary":
+        x = torch.sigmoid(x.double()).to(x.dtype)
+    seed = draw(st.integers(0, 1000))
+    generator = torch.Generator().manual_seed(seed)
+    kind = draw(st.sampled_from(["soft", "float", "bool", "int64", "uint8", "int8"]))
+    soft = torch.rand(shape, generator=generator, dtype=torch.float64)
+    if kind == "soft":
+        target = soft.to(x.dtype)
+    else:
+        target = (soft > 0.5).to(
+            {"float": x.dtype, "bool": torch.bool}.get(kind, getattr(torch, kind))
+        )
+    class_axis = len(shape) - 1 if len(shape) < 3 else 1
+    per_class_shape = [1] * len(shape)
+    per_class_shape[class_axis] = shape[class_axis]
+    case: dict[str, Any] = {
+        "x": x,
+        "target": target,
+        "reduction": draw(st.sampled_from(REDUCTIONS)),
+        "memory": _memory(draw, shape),
+        "gamma": _gamma(draw, shape, per_element=name == "sigmoid"),
+        "weight": None
+        if draw(st.booleans())
+        else torch.rand(per_class_shape, generator=generator) * 3,
+    }
+    alpha_kind = draw(st.sampled_from(["none", "float", "per_class"]))
+    case["alpha"] = {
+        "none": lambda: None,
+        "float": lambda: draw(st.floats(0.0, 1.0)),
+        "per_class": lambda: torch.rand(per_class_shape, generator=generator),
+    }[alpha_kind]()
+    if name == "sigmoid" and draw(st.booleans()):
+        case["pos_weight"] = torch.rand(per_class_shape, generator=generator) * 5
+    return case
+
+
+@SETTINGS
+@given(elementwise_cases("binary"))
+def test_binary(case: dict[str, Any]) -> None:
+    check_elementwise("binary", case.pop("x"), case.pop("target"), **case)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(
+    softmax_cases(probabilities=False),
+    st.sampled_from(HALF_DTYPES),
+)
+def test_half_precision(case: dict[str, Any], dtype: torch.dtype) -> None:
+    x = case.pop("x").double().clamp(-8, 8)  # half precision: logits that the dtype holds well
+    check_softmax(x.to(dtype), case.pop("target"), **case)
