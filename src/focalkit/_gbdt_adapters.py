@@ -9,6 +9,7 @@ weight)``), its multi-class Hessian convention and its metric's output layout.
 
 from __future__ import annotations
 
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,37 @@ def unpack(
     if weight is not None and np.size(weight) == 0:
         weight = None
     return preds, labels, weight, data
+
+
+def caller_locals(frame: FrameType | None, owner: type, depth: int = 4) -> dict[str, Any] | None:
+    """The local variables of the innermost frame, of ``depth`` from ``frame`` out, in an ``owner``.
+
+    Neither library hands a custom objective or metric the model that calls it, yet the model
+    says what the predictions are (margins or probabilities) and how it trains. It is the
+    ``self`` of a frame one or two calls out (``Booster.eval_set`` in XGBoost,
+    ``Booster.update`` and ``Booster.__inner_eval`` in LightGBM, under either API). ``None``
+    where no method of ``owner`` is that near, as when the caller calls the metric itself.
+    """
+    try:
+        for _ in range(depth):
+            if frame is None:
+                return None
+            if isinstance(frame.f_locals.get("self"), owner):
+                return dict(frame.f_locals)
+            frame = frame.f_back
+        return None
+    finally:
+        del frame  # no reference cycle through the frames
+
+
+def probabilities_not_margins(where: str, library: str, objective: str) -> str:
+    """The message for a focal metric that a library evaluates on transformed predictions."""
+    return (
+        f"{where}: {library} passes a custom metric probabilities, not margins, when the objective "
+        f"is one of its own (here {objective!r}); the focal metric reads margins and would report "
+        "a wrong loss. Train with focalkit's focal objective, or score the model's margins with "
+        "focalkit.gbdt.binary_focal_value or softmax_focal_value"
+    )
 
 
 class _FocalLoss:

@@ -8,10 +8,18 @@ the type of its second argument:
 - ``lgb.LGBMClassifier(objective=objective).fit(..., eval_metric=metric)`` calls
   ``(y_true, y_pred, weight)``.
 
-Predictions reach a custom objective and metric as raw margins: shape :math:`(N)` for the
-binary objective, :math:`(N, K)` for the multi-class one (LightGBM >= 4). ``lgb.train`` needs
+Predictions reach a custom objective as raw margins: shape :math:`(N)` for the binary
+objective, :math:`(N, K)` for the multi-class one (LightGBM >= 4). ``lgb.train`` needs
 ``params["num_class"] = K`` for the latter. Metrics return ``("focal_loss", value, False)``:
 lower is better.
+
+**The metrics go with the focal objectives.** A custom metric gets raw margins only when the
+objective is a callable; under a built-in objective (``binary``, ``multiclass``, or none, which
+is ``regression``) LightGBM passes it its predictions after the link function (probabilities),
+which a metric of margins would score as a wrong loss. The focal metrics therefore check the
+``Booster`` that evaluates them and raise a ``ValueError`` there. To score a model trained with
+a built-in objective, take its margins yourself:
+``focalkit.gbdt.binary_focal_value(booster.predict(X_valid, raw_score=True), y_valid).mean()``.
 
 **Hessian convention.** The binary objective's Hessian is the exact one, as LightGBM's ``binary``
 is. LightGBM's ``multiclass`` uses :math:`K / (K - 1)\, p (1 - p)`, so the multi-class objective
@@ -54,13 +62,15 @@ Example:
 
 from __future__ import annotations
 
+import sys
+from types import FrameType
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from focalkit import _gbdt_adapters
-from focalkit._gbdt_adapters import METRIC_NAME, unpack
+from focalkit._gbdt_adapters import METRIC_NAME, caller_locals, probabilities_not_margins, unpack
 from focalkit.gbdt import SoftmaxAlpha
 
 try:
@@ -78,6 +88,11 @@ __all__ = [
     "softmax_focal_metric",
     "softmax_focal_objective",
 ]
+
+
+# LightGBM's names for its objective parameter (lgb.train writes the first; a Booster built by
+# hand keeps what it was given).
+OBJECTIVE_ALIASES = ("objective", "objective_type", "app", "application", "loss")
 
 
 class FocalObjective(_gbdt_adapters.Objective):
@@ -103,15 +118,34 @@ class FocalMetric(_gbdt_adapters.Metric):
     """The mean focal loss as ``("focal_loss", value, False)``, for ``feval=`` and ``eval_metric=``.
 
     Built by :func:`binary_focal_metric` and :func:`softmax_focal_metric`. Weighted by the
-    evaluation set's sample weights where it has them. Expects margins, which LightGBM passes
-    whenever the objective is a callable.
+    evaluation set's sample weights where it has them. Reads margins, which LightGBM passes
+    when the objective is a callable; called by a ``Booster`` with a built-in objective, which
+    passes probabilities, it raises a ``ValueError``.
     """
 
     def __call__(
         self, y_true_or_preds: Any, y_pred_or_dataset: Any, weight: ArrayLike | None = None
     ) -> tuple[str, float, bool]:
         preds, labels, weight, _ = unpack(y_true_or_preds, y_pred_or_dataset, weight, lgb.Dataset)
+        self._check_margins(sys._getframe(1))
         return METRIC_NAME, self.mean_loss(preds, labels, weight), False
+
+    def _check_margins(self, caller: FrameType | None) -> None:
+        """Raise if the ``Booster`` evaluating this metric has a built-in objective.
+
+        LightGBM passes a custom metric its predictions after the objective's link function
+        unless the objective is custom (``"none"`` in the booster's params, where ``lgb.train``
+        puts it for a callable); no objective at all means ``"regression"``.
+        """
+        evaluation = caller_locals(caller, lgb.Booster)
+        if evaluation is None:
+            return
+        params = evaluation["self"].params
+        objective = next(
+            (params[k] for k in OBJECTIVE_ALIASES if params.get(k) is not None), "regression"
+        )
+        if not callable(objective) and str(objective).lower() not in ("none", "custom"):
+            raise ValueError(probabilities_not_margins(self.where, "LightGBM", str(objective)))
 
 
 def binary_focal_objective(

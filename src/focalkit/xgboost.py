@@ -8,9 +8,17 @@ the type of its second argument:
 - ``xgb.XGBClassifier(objective=objective, eval_metric=metric)`` calls
   ``(y_true, y_pred, sample_weight=...)`` (XGBoost looks for that parameter name).
 
-Predictions reach a custom objective and metric as raw margins: shape :math:`(N)` for the
-binary objective, :math:`(N, K)` for the multi-class one. ``xgb.train`` needs
-``params["num_class"] = K`` for the latter.
+Predictions reach a custom objective as raw margins: shape :math:`(N)` for the binary
+objective, :math:`(N, K)` for the multi-class one. ``xgb.train`` needs ``params["num_class"] = K``
+for the latter.
+
+**The metrics go with the focal objectives.** A custom metric gets margins only when the
+objective is a callable; under a built-in objective (``binary:logistic``, ``multi:softprob``)
+XGBoost passes it probabilities, which a metric of margins would score as a wrong loss. The focal
+metrics therefore check the ``Booster`` that evaluates them and raise a ``ValueError`` there. To
+score a model trained with a built-in objective, take its margins yourself:
+``focalkit.gbdt.binary_focal_value(booster.predict(dvalid, output_margin=True), y_valid).mean()``
+(``Booster.eval_set(..., feval=metric)``, which predicts margins by default, works too).
 
 **Hessian convention.** The binary objective's Hessian is the exact one, as ``binary:logistic``'s
 is. ``multi:softprob`` uses :math:`2 p (1 - p)`, twice the exact diagonal, so the multi-class
@@ -51,13 +59,16 @@ Example:
 
 from __future__ import annotations
 
+import json
+import sys
+from types import FrameType
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from focalkit import _gbdt_adapters
-from focalkit._gbdt_adapters import METRIC_NAME, unpack
+from focalkit._gbdt_adapters import METRIC_NAME, caller_locals, probabilities_not_margins, unpack
 from focalkit.gbdt import SoftmaxAlpha
 
 try:
@@ -106,8 +117,9 @@ class FocalMetric(_gbdt_adapters.Metric):
 
     Built by :func:`binary_focal_metric` and :func:`softmax_focal_metric`. ``xgb.train`` gets
     ``("focal_loss", value)``, ``XGBClassifier`` a float (it names the metric after
-    ``__name__``). Weighted by the evaluation set's sample weights where it has them. Expects
-    margins, which XGBoost passes whenever the objective is a callable.
+    ``__name__``). Weighted by the evaluation set's sample weights where it has them. Reads
+    margins, which XGBoost passes when the objective is a callable; called by a ``Booster``
+    that evaluates it on probabilities (a built-in objective), it raises a ``ValueError``.
     """
 
     def __call__(
@@ -119,8 +131,22 @@ class FocalMetric(_gbdt_adapters.Metric):
         preds, labels, weight, dtrain = unpack(
             y_true_or_preds, y_pred_or_dtrain, sample_weight, xgb.DMatrix
         )
+        self._check_margins(sys._getframe(1))
         value = self.mean_loss(preds, labels, weight)
         return value if dtrain is None else (METRIC_NAME, value)
+
+    def _check_margins(self, caller: FrameType | None) -> None:
+        """Raise if the ``Booster`` evaluating this metric passes it transformed predictions.
+
+        ``Booster.eval_set`` predicts with ``output_margin`` (``xgb.train`` and the scikit-learn
+        API set it to whether the objective is a callable) and hands the result to the metric.
+        """
+        evaluation = caller_locals(caller, xgb.Booster)
+        if evaluation is None or evaluation.get("output_margin") is not False:
+            return
+        config = json.loads(evaluation["self"].save_config())
+        objective = config["learner"]["objective"]["name"]
+        raise ValueError(probabilities_not_margins(self.where, "XGBoost", objective))
 
 
 def binary_focal_objective(

@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 
 from focalkit.gbdt import (  # noqa: E402
     binary_focal_grad_hess,
+    binary_focal_value,
     predict_proba,
     prior_margin,
     softmax_focal_grad_hess,
@@ -233,3 +234,50 @@ def test_imbalanced_multiclass_both_apis() -> None:
     )
     proba = predict_proba(booster.predict(X_valid, raw_score=True) + prior_margin(y_train, 3))
     assert (proba.argmax(axis=1) == y_valid).mean() > 0.9
+
+
+# ------------------------------------------------------------------------------ metric pairing
+# Under a built-in objective LightGBM evaluates a custom metric on probabilities, which the focal
+# metric would read as margins (a log loss of 0.54 reported for a model at 0.09): it refuses.
+
+
+@pytest.mark.parametrize(
+    ("objective", "shown"),
+    [("binary", "binary"), ("cross_entropy", "cross_entropy"), (None, "regression")],
+)
+def test_train_api_metric_refuses_a_builtin_objective(objective: str | None, shown: str) -> None:
+    X, y = parity_data(2)
+    params = {**PARAMS, "objective": objective} if objective else PARAMS
+    train_set = lgb.Dataset(X, y)
+    with pytest.raises(
+        ValueError,
+        match=r"binary_focal_metric\(\): LightGBM passes a custom metric probabilities, not "
+        rf"margins, when the objective is one of its own \(here '{shown}'\)",
+    ):
+        lgb.train(params, train_set, 3, valid_sets=[train_set], feval=binary_focal_metric(0, None))
+
+
+@pytest.mark.filterwarnings("ignore:The argument 'eval_set' is deprecated")
+@pytest.mark.parametrize(("classes", "shown"), [(2, "binary"), (3, "multiclass")])
+def test_classifier_metric_refuses_a_builtin_objective(classes: int, shown: str) -> None:
+    X, y = parity_data(classes)
+    metric = binary_focal_metric(0, None) if classes == 2 else softmax_focal_metric(3, 0)
+    model = lgb.LGBMClassifier(n_estimators=3, n_jobs=THREADS, verbose=-1)
+    with pytest.raises(ValueError, match=rf"LightGBM passes .* \(here '{shown}'\)"):
+        model.fit(X, y, eval_set=[(X, y)], eval_metric=metric)
+
+
+def test_booster_built_by_hand_with_an_objective_alias() -> None:
+    X, y = parity_data(2)
+    train_set = lgb.Dataset(X, y)
+    booster = lgb.Booster({**PARAMS, "application": "binary"}, train_set)
+    booster.update()
+    with pytest.raises(ValueError, match=r"\(here 'binary'\)"):
+        booster.eval_train(feval=binary_focal_metric())
+    focal = lgb.Booster(
+        {**FOCAL_PARAMS, "objective": "none"}, lgb.Dataset(X, y)
+    )  # a custom objective, as lgb.train writes it
+    focal.update(fobj=binary_focal_objective())
+    [(_, name, value, _)] = focal.eval_train(feval=binary_focal_metric())
+    margins = focal.predict(X, raw_score=True)
+    assert (name, value) == ("focal_loss", pytest.approx(binary_focal_value(margins, y).mean()))

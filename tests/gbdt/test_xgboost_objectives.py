@@ -14,7 +14,7 @@ from gbdt_data import (  # noqa: E402
     imbalanced_split,
     parity_data,
 )
-from sklearn.metrics import average_precision_score  # noqa: E402
+from sklearn.metrics import average_precision_score, log_loss  # noqa: E402
 
 from focalkit.gbdt import (  # noqa: E402
     binary_focal_grad_hess,
@@ -233,3 +233,50 @@ def test_imbalanced_multiclass_both_apis() -> None:
     )
     proba = predict_proba(booster.predict(xgb.DMatrix(X_valid), output_margin=True))
     assert (proba.argmax(axis=1) == y_valid).mean() > 0.9
+
+
+# ------------------------------------------------------------------------------ metric pairing
+# Under a built-in objective XGBoost evaluates a custom metric on probabilities. Read as margins,
+# those of the 10-round model below give a log loss of 0.57 where it is 0.21: the metric refuses.
+
+
+def builtin_then_focal_metric(api: str, classes: int) -> None:
+    X, y = parity_data(classes)
+    metric = binary_focal_metric(0.0, None) if classes == 2 else softmax_focal_metric(3, 0.0)
+    if api == "train":
+        objective = "binary:logistic" if classes == 2 else "multi:softprob"
+        params = {**PARAMS, "objective": objective, "num_class": classes}
+        if classes == 2:
+            del params["num_class"]
+        dtrain = xgb.DMatrix(X, label=y)
+        xgb.train(params, dtrain, 3, evals=[(dtrain, "train")], custom_metric=metric)
+    else:
+        model = xgb.XGBClassifier(n_estimators=3, n_jobs=THREADS, eval_metric=metric)
+        model.fit(X, y, eval_set=[(X, y)], verbose=False)
+
+
+@pytest.mark.parametrize("api", ["train", "classifier"])
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        (2, r"binary_focal_metric\(\): XGBoost passes a custom metric probabilities, not "
+         r"margins, when the objective is one of its own \(here 'binary:logistic'\)"),
+        (3, r"softmax_focal_metric\(\): XGBoost passes .* \(here 'multi:softprob'\)"),
+    ],
+)  # fmt: skip
+def test_metric_refuses_probabilities_of_a_builtin_objective(
+    api: str, classes: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        builtin_then_focal_metric(api, classes)
+
+
+def test_metric_on_margins_of_a_builtin_model_is_its_log_loss() -> None:
+    X, y = parity_data(2)
+    dtrain = xgb.DMatrix(X, label=y)
+    booster = xgb.train({**PARAMS, "objective": "binary:logistic"}, dtrain, 10)
+    # Booster.eval_set predicts margins unless told otherwise: the focal metric may read them.
+    report = booster.eval_set([(dtrain, "train")], feval=binary_focal_metric(0.0, None))
+    value = float(report.split("train-focal_loss:")[1].split()[0])
+    assert value == pytest.approx(log_loss(y, booster.predict(dtrain)), abs=2e-6)
+    assert value < 0.4  # the probabilities read as margins give more than 0.5 here
