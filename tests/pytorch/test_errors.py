@@ -39,6 +39,12 @@ SOFTMAX_ERRORS = [
         r"expected target of shape \(4, 3\) \(class probabilities\) or \(4,\)",
     ),
     ({"target": torch.ones(4, dtype=torch.bool)}, TypeError, r"target must hold class indices"),
+    (
+        {"target": torch.tensor([0.0, 1.0, 2.0, 1.0])},
+        TypeError,
+        r"target of shape \(4,\) holds class indices but has floating dtype torch.float32; "
+        r"pass an integer tensor \(target.long\(\)\)",
+    ),
     ({"gamma": -0.5}, ValueError, r"gamma must be >= 0, got -0.5"),
     ({"gamma": "2"}, TypeError, r"gamma must be a real number >= 0, got '2'"),
     ({"gamma": float("nan")}, ValueError, r"gamma must be >= 0, got nan"),
@@ -68,6 +74,11 @@ SOFTMAX_ERRORS = [
         r"reduction must be one of 'none', 'mean', 'sum', got 'avg'",
     ),
     ({"ignore_index": 1.5}, TypeError, r"ignore_index must be an int, got 1.5"),
+    (
+        {"ignore_index": 2**63},
+        ValueError,
+        r"ignore_index must fit in int64, got 9223372036854775808",
+    ),
     (
         {"input": torch.ones(4, 3, dtype=torch.long)},
         TypeError,
@@ -247,3 +258,20 @@ def test_validate_inputs_first_with_restores_the_setting_before_the_call():
         assert not focalkit.inputs_validated()  # it was off before the call too
     finally:
         focalkit.validate_inputs(True)
+
+
+@pytest.mark.parametrize("name", ["nll_focal_loss", "linear_softmax_focal_loss"])
+def test_float_class_indices_are_told_to_be_integers(name):
+    target = torch.tensor([0.0, 1.0, 2.0, 1.0], dtype=torch.float64)
+    message = (
+        rf"^{name}\(\): target of shape \(4,\) holds class indices but has floating dtype "
+        r"torch.float64; pass an integer tensor \(target.long\(\)\)"
+    )
+    calls = {
+        "nll_focal_loss": lambda: focalkit.nll_focal_loss(X.log_softmax(1), target),
+        "linear_softmax_focal_loss": lambda: focalkit.linear_softmax_focal_loss(
+            X, torch.eye(3), target
+        ),
+    }
+    with pytest.raises(TypeError, match=message):
+        calls[name]()

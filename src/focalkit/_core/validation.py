@@ -193,9 +193,25 @@ def check_positive_int(name: str, value: object, where: str, *, optional: bool =
 
 
 def check_ignore_index(ignore_index: object, where: str) -> None:
-    """Raise unless ``ignore_index`` is an integer."""
+    """Raise unless ``ignore_index`` is an integer that an int64 holds."""
     if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
         raise TypeError(f"{where}: ignore_index must be an int, got {ignore_index!r}")
+    if not -(2**63) <= int(ignore_index) < 2**63:
+        raise ValueError(f"{where}: ignore_index must fit in int64, got {ignore_index!r}")
+
+
+def class_indices_dtype_error(
+    where: str, shape: Sequence[int], dtype: object, is_floating: bool
+) -> TypeError:
+    """The error for class-index targets that are not an integer tensor."""
+    if is_floating:
+        return TypeError(
+            f"{where}: target of shape {tuple(shape)} holds class indices but has floating dtype "
+            f"{dtype}; pass an integer tensor (target.long())"
+        )
+    return TypeError(
+        f"{where}: target must hold class indices (an integer tensor), got dtype {dtype}"
+    )
 
 
 def check_per_class_length(name: str, shape: Sequence[int], num_classes: int, where: str) -> None:

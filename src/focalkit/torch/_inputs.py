@@ -116,15 +116,41 @@ def check_nonnegative_values(tensor: Tensor, name: str, where: str) -> None:
         require(~(low < 0), validation.negative_values(where, name))
 
 
-def check_class_indices(target: Tensor, num_classes: int, ignore_index: int, where: str) -> None:
-    """Data check: class indices in ``[0, C)`` or equal to ``ignore_index``."""
+def class_indices(
+    target: Tensor,
+    shape: Sequence[int],
+    input_shape: Sequence[int],
+    num_classes: int,
+    ignore_index: int,
+    where: str,
+) -> Tensor:
+    """Class-index targets of ``shape`` with values in ``[0, C)`` or ``ignore_index``, as int64.
+
+    Any integer dtype is read (``F.cross_entropy`` takes int64 and uint8 only) and compared with
+    ``ignore_index`` in int64, where nothing wraps around: as uint8, -100 would read 156, and 255
+    would equal -1.
+    """
+    integer = not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool)
+    if not integer:
+        is_floating = target.is_floating_point() and tuple(target.shape) == tuple(shape)
+        raise validation.class_indices_dtype_error(where, target.shape, target.dtype, is_floating)
+    if tuple(target.shape) != tuple(shape):
+        raise validation.shape_mismatch(where, "target", shape, target.shape, input_shape)
+    indices = target.long()  # a no-op for int64
     if _data_checks_active(target):
         message = validation.target_index_out_of_range(where, num_classes, ignore_index)
-        low, high = _bounds(target)
-        if target.device.type != "cpu" or low < 0 or high >= num_classes:
-            # Rare on the CPU (ignored targets or a bad one): the exact, slower check.
-            ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
-            require(ok, message)
+        if target.dtype == torch.uint64:  # values from 2**63 up turn negative: out of range
+            require(indices >= 0, message)
+        _check_class_indices(indices, num_classes, ignore_index, message)
+    return indices
+
+
+def _check_class_indices(target: Tensor, num_classes: int, ignore_index: int, message: str) -> None:
+    low, high = _bounds(target)
+    if target.device.type != "cpu" or low < 0 or high >= num_classes:
+        # Rare on the CPU (ignored targets or a bad one): the exact, slower check.
+        ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
+        require(ok, message)
 
 
 def check_log_probabilities(tensor: Tensor, where: str) -> None:

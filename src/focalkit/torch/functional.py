@@ -238,6 +238,8 @@ def softmax_focal_loss(
     index: Tensor | None = None
     q: Tensor | None = None
     if target.is_floating_point():
+        if target.shape == loss_shape:
+            raise validation.class_indices_dtype_error(where, target.shape, target.dtype, True)
         if target.shape != input.shape:
             raise ValueError(
                 f"{where}: expected target of shape {tuple(input.shape)} (class probabilities) "
@@ -345,16 +347,12 @@ def _class_index_target(
     target: Tensor, input: Tensor, ignore_index: int, where: str
 ) -> tuple[Tensor, Tensor]:
     """Check class-index targets; return the mask of kept elements and a gather index."""
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-        raise TypeError(
-            f"{where}: target must hold class indices (an integer tensor), got dtype {target.dtype}"
-        )
     expected = (*input.shape[:1], *input.shape[2:])
-    if tuple(target.shape) != expected:
-        raise validation.shape_mismatch(where, "target", expected, target.shape, input.shape)
-    _inputs.check_class_indices(target, input.shape[1], ignore_index, where)
+    target = _inputs.class_indices(
+        target, expected, input.shape, input.shape[1], ignore_index, where
+    )
     kept = target != ignore_index
-    index = torch.where(kept, target, 0).long().unsqueeze(1)
+    index = torch.where(kept, target, 0).unsqueeze(1)
     return kept, index
 
 
@@ -837,22 +835,17 @@ def linear_softmax_focal_loss(
     if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (num_classes,)):
         raise ValueError(f"{where}: bias must have shape ({num_classes},), got {_shape_of(bias)}")
     target = _inputs.check_target(target, where)
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-        raise TypeError(f"{where}: target must hold class indices, got dtype {target.dtype}")
-    if tuple(target.shape) != tuple(input.shape[:-1]):
-        raise validation.shape_mismatch(
-            where, "target", input.shape[:-1], target.shape, input.shape
-        )
+    flat_target = _inputs.class_indices(
+        target, input.shape[:-1], input.shape, num_classes, ignore_index, where
+    ).reshape(-1)
     hidden = input.reshape(-1, input.shape[-1])
-    flat_target = target.reshape(-1)
-    _inputs.check_class_indices(flat_target, num_classes, ignore_index, where)
 
     compute_dtype, out_dtype = _inputs.dtypes(input)
     like = input.new_empty((), dtype=compute_dtype)
     w = _per_class(weight, "weight", num_classes, like, where)
     scale, alpha_per_class = _softmax_alpha(alpha, num_classes, like, where)
     kept = flat_target != ignore_index
-    index = torch.where(kept, flat_target, 0).long().unsqueeze(1)
+    index = torch.where(kept, flat_target, 0).unsqueeze(1)
 
     def definition(hidden: Tensor, classifier: Tensor, bias: Tensor | None) -> Tensor:
         logits = F.linear(hidden, classifier, bias)
