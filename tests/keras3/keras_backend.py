@@ -36,3 +36,17 @@ def gradient(function: Callable[[Any], Any], x: np.ndarray) -> np.ndarray:
     tensor = torch.tensor(x, requires_grad=True)
     function(tensor).backward()
     return tensor.grad.numpy()
+
+
+def traced(function: Callable[..., Any]) -> Callable[..., Any] | None:
+    """``function`` compiled as Keras compiles a train step (tf.function, jax.jit); ``None`` on
+    torch, where Keras runs eagerly unless asked for torch.compile."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(function)
+    return None

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from keras_backend import BACKEND, gradient, to_numpy
+from keras_backend import BACKEND, gradient, to_numpy, traced
 
 import focalkit
 from focalkit.keras import (
@@ -197,6 +197,77 @@ def test_nan_in_gives_nan_out():
     x = np.array([[np.nan, 0.0, 1.0]], np.float32)
     assert np.isnan(to_numpy(SparseCategoricalFocalCrossentropy(from_logits=True)([0], x)))
     assert np.isnan(to_numpy(BinaryFocalCrossentropy(from_logits=True)([[1.0, 0.0, 1.0]], x)))
+
+
+# --- float labels that name no class ------------------------------------------------------------
+
+SPARSE_SETTINGS = [
+    {"from_logits": True},
+    {"from_logits": False, "alpha": [0.2, 0.3, 0.5], "ignore_class": -1},
+]
+X3 = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1.0, -2.0, 0.5]], np.float32)
+
+
+def sparse_inputs(settings):
+    y_pred = X3 if settings["from_logits"] else np.exp(X3) / np.exp(X3).sum(-1, keepdims=True)
+    return y_pred.astype(np.float32)
+
+
+@pytest.mark.parametrize("settings", SPARSE_SETTINGS)
+def test_nan_labels_give_nan_loss_and_gradient(settings):
+    # Keras's own sparse crossentropy raises an unclear error on TensorFlow and torch and gives 0
+    # on JAX; focalkit gave a finite loss on all three (torch read NaN as some class).
+    y_pred = sparse_inputs(settings)
+    labels = np.array([np.nan, 1.0, 2.0], np.float32)
+    loss = SparseCategoricalFocalCrossentropy(reduction=None, **settings)
+    values = to_numpy(loss(labels, y_pred))
+    assert np.isnan(values[0]), values
+    # The other positions keep the loss of their labels, and the mean is NaN.
+    np.testing.assert_allclose(values[1:], to_numpy(loss(labels[1:], y_pred[1:])), rtol=1e-6)
+    mean = SparseCategoricalFocalCrossentropy(**settings)
+    assert np.isnan(to_numpy(mean(labels, y_pred)))
+    grad = gradient(lambda z: mean(labels, z), y_pred)
+    assert np.isnan(grad).any(), grad
+
+
+def test_nan_targets_give_nan_in_the_categorical_and_binary_losses_too():
+    y_true = np.array([[np.nan, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)
+    for loss in (
+        CategoricalFocalCrossentropy(from_logits=True, reduction=None),
+        BinaryFocalCrossentropy(from_logits=True, alpha=0.25, reduction=None),
+        BinaryFocalCrossentropy(alpha=0.25, label_smoothing=0.1, reduction=None),
+    ):
+        y_pred = X3 if loss.from_logits else 1.0 / (1.0 + np.exp(-X3))
+        values = to_numpy(loss(y_true, y_pred))
+        np.testing.assert_array_equal(np.isnan(values), [True, False, False], err_msg=loss.name)
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (1.5, r"whole numbers; got 1.5"),
+        (0.999, r"whole numbers; got 0.999"),
+        (-0.5, r"in \[0, 3\); got -0.5"),
+    ],
+)
+def test_fractional_labels_are_refused_naming_y_true(label, message):
+    labels = np.array([0.0, label, 2.0], np.float32)
+    prefix = r"SparseCategoricalFocalCrossentropy\(\): y_true class indices must be "
+    with pytest.raises(ValueError, match=prefix + message):
+        SparseCategoricalFocalCrossentropy(from_logits=True)(labels, X3)
+
+
+@pytest.mark.skipif(traced(abs) is None, reason="Keras runs the torch backend eagerly")
+@pytest.mark.parametrize("label", [np.nan, 1.5, np.inf, -np.inf])
+def test_labels_naming_no_class_give_nan_when_traced(label):
+    # Under jit the eager check cannot read the labels: NaN, not a silent truncation to class 1.
+    labels = np.array([0.0, label, 2.0], np.float32)
+    for settings in SPARSE_SETTINGS:
+        loss = traced(
+            lambda y, p, settings=settings: sparse_categorical_focal_crossentropy(y, p, **settings)
+        )
+        values = to_numpy(loss(labels, sparse_inputs(settings)))
+        np.testing.assert_array_equal(np.isfinite(values), [True, False, True], str(settings))
 
 
 # --- imports ------------------------------------------------------------------------------------

@@ -194,6 +194,25 @@ def _check_class_indices(
             f"{where}: y_true class indices must be in [0, {num_classes}){allowed}; "
             f"got {values[bad].reshape(-1)[0]:g}"
         )
+    # NaN passes: it is missing data, and its loss is NaN (see _undefined_labels).
+    fraction = np.isfinite(values) & (values != np.floor(values))
+    if np.any(fraction):
+        raise ValueError(
+            f"{where}: y_true class indices must be whole numbers; "
+            f"got {values[fraction].reshape(-1)[0]:g}"
+        )
+
+
+def _undefined_labels(y_true: Tensor) -> Tensor | None:
+    """Where float labels name no class (NaN, an infinity, a fraction); ``None`` for integers.
+
+    Their loss is NaN, traced or not: a NaN label gives NaN out, and a fraction or an infinity that
+    the eager check cannot see (under ``jit``) is not silently truncated to some class.
+    """
+    if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_true.dtype)):
+        return None
+    whole = ops.logical_and(ops.isfinite(y_true), ops.equal(y_true, ops.floor(y_true)))
+    return ops.logical_not(whole)
 
 
 def _logsumexp_or_minus_inf(x: Tensor) -> Tensor:
@@ -310,6 +329,9 @@ def _sparse(
     _check_class_indices(y_true, num_classes, ignore_class, where)
 
     valid = None if ignore_class is None else ops.not_equal(y_true, ignore_class)
+    undefined = _undefined_labels(y_true)
+    if undefined is not None:  # class 0 as a placeholder: NaN is cast to no class in particular
+        y_true = ops.where(undefined, ops.zeros_like(y_true), y_true)
     index = ops.cast(y_true, "int32")
     if valid is not None:
         index = ops.where(valid, index, ops.zeros_like(index))
@@ -324,6 +346,9 @@ def _sparse(
     elif alpha is not None:
         loss = alpha * loss
     loss = ops.squeeze(loss, -1)
+    if undefined is not None:  # NaN in the value and in the gradient, as for a NaN in y_pred
+        nan_or_one = ops.where(undefined, np.nan, 1.0)  # a factor: no NaN in a where's other branch
+        loss = loss * ops.cast(nan_or_one, loss.dtype)
     if valid is not None:
         loss = ops.where(valid, loss, ops.zeros_like(loss))
     loss = _finish(loss, out_dtype)
@@ -562,7 +587,9 @@ class SparseCategoricalFocalCrossentropy(keras.losses.Loss):  # type: ignore[mis
 
     Shape:
         - ``y_pred``: :math:`(N, \dots, C)` (the class axis at ``axis``).
-        - ``y_true``: :math:`(N, \dots)` or :math:`(N, \dots, 1)`, integer class indices.
+        - ``y_true``: :math:`(N, \dots)` or :math:`(N, \dots, 1)`, class indices: integers, or
+          floats holding whole numbers (a fraction raises; a NaN label gives a NaN loss, and
+          under ``jit``, where labels cannot be checked, so do a fraction and an infinity).
         - Output: scalar; with ``reduction=None``, :math:`(N, \dots)`.
 
     Example:
