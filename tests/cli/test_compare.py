@@ -90,9 +90,9 @@ def test_numeric_class_names_sort_as_numbers(tmp_path: Path) -> None:
         ("a,b\n1,x\n2,y\n", [], "no column 'kind' in"),
         ("a,kind\n1,x\n2,x\n3,x\n", [], "has one class ('x') in all 3 rows"),
         ("a,kind\n1,x\n2,x\n3,y\n", [], "class 'y' of column 'kind' has 1 row"),
-        ("a,kind\n1,x\n,x\n3,y\n4,y\n", [], "column 'a' is empty on line 3"),
+        ("a,kind\n1,x\n,x\n3,y\n4,y\n", [], "column 'a' has 1 missing value (first '' on line 3)"),
         ("a,kind\n1,x\n2\n", [], "line 3 has 1 fields, the header has 2"),
-        ("kind\nx\ny\n", [], "no features to learn from"),
+        ("kind\nx\ny\n", [], "has no column besides the target 'kind' to learn from"),
         ("a,a,kind\n1,2,x\n", [], "names 'a' more than once"),
         (
             "name,kind\n" + "".join(f"id{i},{'xy'[i % 2]}\n" for i in range(8)),

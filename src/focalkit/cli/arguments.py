@@ -118,6 +118,22 @@ def open_unit_interval(text: str) -> float:
     return value
 
 
+def separator(text: str) -> str:
+    """One character between fields of a CSV file (``--sep``); ``tab`` or ``\\t`` is a tab."""
+    value = "\t" if text in ("tab", "\\t") else text
+    if len(value) != 1 or value in '\r\n"':
+        raise argparse.ArgumentTypeError(f"must be one character such as ';' or tab, got {text!r}")
+    return value
+
+
+def column_names(text: str) -> list[str]:
+    """Comma-separated column names (``--drop``, ``--features``)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"must be column names separated by commas, got {text!r}")
+    return names
+
+
 def gammas(text: str) -> tuple[float, ...]:
     """A comma-separated list of gammas >= 0, such as ``0,0.5,1,2,5``."""
     items = [item.strip() for item in text.split(",")]

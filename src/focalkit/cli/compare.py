@@ -1,34 +1,38 @@
 """``focalkit compare DATA.csv --target COLUMN``: the demo's comparison on your own table.
 
-The CSV file has a header row. Every column but the target is a feature: a column whose every
-value is a number is standardised (on each training split); any other column is categorical and
-one-hot encoded, if it has at most ``--max-categories`` distinct values. The target's distinct
-values are the classes. Each seed draws its own stratified split, so the test set has the class
-proportions of the file.
+The CSV file has a header row; how it is read (delimiter, missing values, numeric and categorical
+columns, classes) is :mod:`focalkit.cli.table`'s docstring. Each seed draws its own stratified
+split, so the test set has the class proportions of the file.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import math
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
+import sys
 
 import numpy as np
-from numpy.typing import NDArray
 
 from focalkit.cli import arguments, files
 from focalkit.cli.arguments import HelpFormatter, UsageError
-from focalkit.cli.training import Settings, Split, rarest
+from focalkit.cli.table import Table, load, split
+from focalkit.cli.training import Settings, rarest
+
+__all__ = ["Table", "add_parser", "load", "run", "split"]
 
 EXAMPLES = """\
 examples:
   focalkit compare data.csv --target label
   focalkit compare data.csv --target label --seeds 5 --test-size 0.3 --out my-report/
   focalkit compare data.csv --target label --max-categories 100
+  focalkit compare data.csv --target label --drop id,name --impute median
+  focalkit compare data.csv --target label --features age,income,city --sep ';'
+
+Reading the file: the delimiter is --sep, or the one of , ; tab | that splits every line
+into the same number of fields. Empty cells and NA, N/A, nan, NaN, NULL, None, #N/A (pandas'
+markers) are missing values: refused unless --impute is given, never filled in the target.
+A column of numbers is standardised, any other is one-hot encoded. Numeric classes are read
+as numbers, so 1 and 1.0 are one class.
 """
 
 
@@ -39,7 +43,8 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         description=(
             "Train the demo's MLP with each loss on a CSV file of your own (a header row; numeric "
             "columns standardised, categorical columns one-hot encoded; a stratified train/test "
-            "split per seed) and write the same report as focalkit demo."
+            "split per seed) and write the same report as focalkit demo. Every column but the "
+            "target is a feature, unless --features or --drop say otherwise."
         ),
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
@@ -63,173 +68,63 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         help="most distinct values a non-numeric column may have to be one-hot encoded "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--sep",
+        type=arguments.separator,
+        metavar="CHAR",
+        help="the delimiter between fields, such as ';' or tab (default: detected)",
+    )
+    columns = parser.add_mutually_exclusive_group()
+    columns.add_argument(
+        "--drop",
+        type=arguments.column_names,
+        action="extend",
+        default=[],
+        metavar="COL[,COL]",
+        help="columns to leave out, such as an id column",
+    )
+    columns.add_argument(
+        "--features",
+        type=arguments.column_names,
+        action="extend",
+        metavar="COL[,COL]",
+        help="the only columns to learn from (default: every column but the target)",
+    )
+    parser.add_argument(
+        "--impute",
+        choices=("median", "mean"),
+        help="fill missing values of numeric columns with the median or mean of each training "
+        "split, and of categorical columns with its most frequent value (default: refuse a "
+        "column with missing values)",
+    )
     arguments.add_run_options(parser, Settings.epochs)
     parser.set_defaults(run=run)
-
-
-@dataclass(frozen=True)
-class Table:
-    """A CSV file's features and classes, checked and ready to split."""
-
-    numeric: NDArray[np.float64]  # (N, numeric columns)
-    categorical: NDArray[np.str_]  # (N, categorical columns)
-    numeric_names: list[str]
-    categorical_names: list[str]
-    labels: NDArray[np.int64]
-    class_names: list[str]
-
-
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The header and the rows of ``path``, every row as long as the header."""
-    text = files.read_text(path, "", "a CSV file", hint="; save it as UTF-8 CSV")
-    try:
-        lines = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as error:
-        raise UsageError(f"{path} is not a readable CSV file: {error}") from None
-    lines = [line for line in lines if any(cell.strip() for cell in line)]
-    if not lines:
-        raise UsageError(f"{path} is empty")
-    header, rows = [name.strip() for name in lines[0]], lines[1:]
-    if not rows:
-        raise UsageError(f"{path} has a header but no rows")
-    for number, row in enumerate(rows, 2):
-        if len(row) != len(header):
-            raise UsageError(
-                f"{path}: line {number} has {len(row)} fields, the header has {len(header)}"
-            )
-    return header, rows
-
-
-def _as_number(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _class_order(values: list[str]) -> list[str]:
-    """Distinct target values, in numeric order if all are numbers, else in text order."""
-    distinct = sorted(set(values))
-    numbers = [_as_number(value) for value in distinct]
-    if all(number is not None for number in numbers):
-        return [value for _, value in sorted(zip(numbers, distinct, strict=True))]
-    return distinct
-
-
-def load(path: Path, target: str, max_categories: int) -> Table:
-    """Read ``path`` and encode it; every problem is a :class:`UsageError` naming the column."""
-    header, rows = read_csv(path)
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise UsageError(f"{path}: the header names {duplicates[0]!r} more than once")
-    if target not in header:
-        raise UsageError(
-            f"no column {target!r} in {path}; its columns are: " + ", ".join(map(repr, header))
-        )
-    if len(header) < 2:
-        raise UsageError(f"{path} has only the target column {target!r}: no features to learn from")
-    columns = {name: [row[index].strip() for row in rows] for index, name in enumerate(header)}
-
-    values = columns.pop(target)
-    if "" in values:
-        line = values.index("") + 2
-        raise UsageError(f"target column {target!r} is empty on line {line} of {path}")
-    class_names = _class_order(values)
-    if len(class_names) < 2:
-        raise UsageError(
-            f"target column {target!r} has one class ({class_names[0]!r}) in all {len(values)} "
-            "rows; a comparison needs at least two"
-        )
-    index = {name: position for position, name in enumerate(class_names)}
-    labels = np.array([index[value] for value in values], dtype=np.int64)
-
-    numeric, categorical, numeric_names, categorical_names = [], [], [], []
-    for name, column in columns.items():
-        if "" in column:
-            line = column.index("") + 2
-            raise UsageError(
-                f"column {name!r} is empty on line {line} of {path}; focalkit compare does not "
-                "fill in missing values: fill or drop them first"
-            )
-        numbers = [_as_number(value) for value in column]
-        if all(number is not None for number in numbers):
-            numeric.append(numbers)
-            numeric_names.append(name)
-            continue
-        distinct = sorted(set(column))
-        if len(distinct) > max_categories:
-            example = next(
-                value for value, number in zip(column, numbers, strict=True) if number is None
-            )
-            raise UsageError(
-                f"column {name!r} is not numeric (e.g. {example!r} on line "
-                f"{column.index(example) + 2}) and has {len(distinct)} distinct values, more than "
-                f"--max-categories {max_categories} to one-hot encode; drop it or encode it first"
-            )
-        categorical.append(column)
-        categorical_names.append(name)
-    return Table(
-        numeric=np.array(numeric, dtype=np.float64).T.reshape(len(rows), len(numeric)),
-        categorical=np.array(categorical, dtype=np.str_).T.reshape(len(rows), len(categorical)),
-        numeric_names=numeric_names,
-        categorical_names=categorical_names,
-        labels=labels,
-        class_names=class_names,
-    )
-
-
-def split(table: Table, test_size: float, seed: int) -> Split:
-    """A stratified split, numeric columns standardised and categorical ones one-hot encoded."""
-    from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler  # type: ignore[import-untyped]
-
-    rows = np.arange(table.labels.shape[0])
-    try:
-        train, test = train_test_split(
-            rows, test_size=test_size, random_state=seed, stratify=table.labels
-        )
-    except ValueError as error:
-        raise UsageError(
-            f"cannot make a stratified split with --test-size {test_size:g}: {error}"
-        ) from None
-
-    def encode(subset: NDArray[np.int64], fitted: list[object]) -> NDArray[np.float32]:
-        parts = []
-        if table.numeric.shape[1]:
-            parts.append(fitted[0].transform(table.numeric[subset]))  # type: ignore[attr-defined]
-        if table.categorical.shape[1]:
-            parts.append(fitted[1].transform(table.categorical[subset]))  # type: ignore[attr-defined]
-        return np.hstack(parts).astype(np.float32)
-
-    scaler = StandardScaler().fit(table.numeric[train]) if table.numeric.shape[1] else None
-    encoder = (
-        OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(table.categorical[train])
-        if table.categorical.shape[1]
-        else None
-    )
-    fitted: list[object] = [scaler, encoder]
-    return Split(
-        x_train=encode(train, fitted),
-        y_train=table.labels[train],
-        x_test=encode(test, fitted),
-        y_test=table.labels[test],
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     from focalkit.cli import report
 
-    table = load(args.data, args.target, args.max_categories)
+    table = load(
+        args.data,
+        args.target,
+        args.max_categories,
+        sep=args.sep,
+        drop=args.drop,
+        features=args.features,
+        impute=args.impute,
+    )
     class_counts = np.bincount(table.labels, minlength=len(table.class_names))
     if class_counts.min() < 2:
         lonely = table.class_names[int(np.argmin(class_counts))]
+        hint = f"; {table.target_hint}" if table.target_hint else ""
         raise UsageError(
             f"class {lonely!r} of column {args.target!r} has 1 row; a stratified split needs at "
-            "least 2 rows per class"
+            f"least 2 rows per class{hint}"
         )
     splits = {seed: split(table, args.test_size, seed) for seed in range(args.seeds)}
     files.check_folder(args.out, report.OUTPUTS, args.force)
+    for note in [table.target_hint] * bool(table.target_hint) + table.notes:
+        print(f"focalkit compare: note: {note}", file=sys.stderr)
     rare = rarest(class_counts)
     settings = Settings(epochs=args.epochs)
     comparison = report.run_with_progress(splits, table.class_names, rare, args.beta, settings)
@@ -237,17 +132,9 @@ def run(args: argparse.Namespace) -> int:
     title = f"focalkit compare: {args.data.name}, target {args.target!r}"
     command = shlex.join(["focalkit", *args.argv])
     first = splits[0]
-    features = []
-    if table.numeric_names:
-        features.append(f"{len(table.numeric_names)} numeric (standardised on each training split)")
-    if table.categorical_names:
-        features.append(
-            f"{len(table.categorical_names)} categorical, one-hot encoded "
-            f"({', '.join(table.categorical_names)})"
-        )
     data = [
         f"Data: `{args.data}`, {table.labels.shape[0]} rows, target column `{args.target}`, "
-        f"{len(table.class_names)} classes; features: {'; '.join(features)}, "
+        f"{len(table.class_names)} classes; features: {describe_features(table)}, "
         f"{first.x_train.shape[1]} inputs to the model.",
         f"Class counts in the file: {report.counts_line(table.class_names, class_counts)}.",
         f"Split: stratified, {args.test_size:g} of the rows for testing "
@@ -262,3 +149,26 @@ def run(args: argparse.Namespace) -> int:
     paths = report.write(args.out, comparison, summaries, title, data, command, args.force)
     report.print_saved(paths)
     return 0
+
+
+def describe_features(table: Table) -> str:
+    """The report's account of the features: kinds, missing values, left-out columns."""
+    parts = []
+    if table.numeric_names:
+        parts.append(f"{len(table.numeric_names)} numeric (standardised on each training split)")
+    if table.categorical_names:
+        parts.append(
+            f"{len(table.categorical_names)} categorical, one-hot encoded "
+            f"({', '.join(table.categorical_names)})"
+        )
+    if table.missing:
+        counts = ", ".join(f"{name} {count}" for name, count in table.missing.items())
+        parts.append(
+            f"missing values ({counts}) filled from each training split: numbers with the "
+            f"{table.impute}, categories with the most frequent value"
+        )
+    if table.dropped:
+        parts.append(f"left out: {', '.join(table.dropped)}")
+    if table.delimiter != ",":
+        parts.append(f"fields separated by {table.delimiter!r}")
+    return "; ".join(parts)
