@@ -25,6 +25,8 @@ from test_oracle_grid import (
     check_softmax,
 )
 
+import focalkit
+
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 FLOAT_DTYPES = [torch.float32, torch.float64]
 MEMORY = ["contiguous", "transposed", "sliced", "channels_last"]
@@ -216,3 +218,37 @@ def test_binary(case: dict[str, Any]) -> None:
 def test_half_precision(case: dict[str, Any], dtype: torch.dtype) -> None:
     x = case.pop("x").double().clamp(-8, 8)  # half precision: logits that the dtype holds well
     check_softmax(x.to(dtype), case.pop("target"), **case)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    st.sampled_from(INDEX_DTYPES),
+    st.sampled_from([-100, -1, -254, -255, 255, 256, 258, 1000, 0, 3]),
+    st.integers(0, 1000),
+    st.sampled_from([0.0, 2.0]),
+)
+def test_target_dtype_and_ignore_index(
+    target_dtype: torch.dtype, ignore_index: int, seed: int, gamma: float
+) -> None:
+    # every class-index entry point reads a narrow integer target as its class, whatever
+    # ignore_index would wrap to in that dtype
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 5, generator=generator, dtype=torch.float64) * 4
+    target = torch.randint(0, 5, (6,), generator=generator)
+    if 0 <= ignore_index < 5:
+        target[::2] = ignore_index
+    target = target.to(target_dtype)
+    check_softmax(x.float(), target, reduction="mean", gamma=gamma, ignore_index=ignore_index)
+    check_nll(
+        x.log_softmax(1).float(), target, reduction="sum", gamma=gamma, ignore_index=ignore_index
+    )
+    expected = F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction="sum")
+    fused = focalkit.linear_softmax_focal_loss(
+        x,
+        torch.eye(5, dtype=torch.float64),
+        target,
+        ignore_index=ignore_index,
+        reduction="sum",
+        gamma=0.0,
+    )
+    torch.testing.assert_close(fused, expected, rtol=1e-10, atol=1e-12)

@@ -294,6 +294,17 @@ def test_softmax_every_target_ignored(target_dtype: torch.dtype, reduction: str)
         check_softmax(x, target, reduction=reduction, gamma=2.0, ignore_index=3, **options)
 
 
+def test_uint8_targets_are_classes_not_ignore_index() -> None:
+    # -100 is 156 as a uint8: class 156 must still count
+    x = spread_logits((4, 200), seed=4, top=10.0).float()
+    target = torch.tensor([3, 156, 10, 199], dtype=torch.uint8)
+    for reduction in REDUCTIONS:
+        check_softmax(x, target, reduction=reduction, gamma=0.0)
+        check_softmax(x, target, reduction=reduction, gamma=2.0, alpha=0.5)
+    expected = F.cross_entropy(x, target.long())
+    torch.testing.assert_close(focalkit.softmax_focal_loss(x, target, gamma=0.0), expected)
+
+
 # -------------------------------------------------------------------- softmax, gamma = 0
 
 
