@@ -10,7 +10,7 @@ weight)``), its multi-class Hessian convention and its metric's output layout.
 from __future__ import annotations
 
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -83,6 +83,9 @@ def probabilities_not_margins(where: str, library: str, objective: str) -> str:
     )
 
 
+_Loss = TypeVar("_Loss", bound="_FocalLoss")
+
+
 class _FocalLoss:
     """A focal loss's configuration, checked when built; ``num_class=None`` is the binary loss."""
 
@@ -97,6 +100,15 @@ class _FocalLoss:
             self.alpha = check_binary_alpha(alpha, self.where)
         else:
             self.alpha = check_softmax_alpha(alpha, self.num_class, self.where)
+
+    def __copy__(self: _Loss) -> _Loss:
+        return self
+
+    def __deepcopy__(self: _Loss, memo: dict[int, Any]) -> _Loss:
+        # lgb.train and scikit-learn's clone deep-copy their parameters. The configuration is
+        # never changed after the checks, so a copy can be the object itself, which keeps what
+        # the LightGBM objective remembers (that it has warned) across trainings.
+        return self
 
     def __repr__(self) -> str:
         alpha = self.alpha.tolist() if isinstance(self.alpha, np.ndarray) else self.alpha

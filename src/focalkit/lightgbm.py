@@ -30,10 +30,13 @@ what it means there.
 **What to set.** ``metric="None"`` in the params, so that the focal metric is the one early
 stopping watches; keep ``min_sum_hessian_in_leaf`` (default ``1e-3``) above 0, because focal
 Hessians are small where the model is confident and a leaf value is :math:`-\sum g / \sum h`.
-For the same reason bound the leaves: LightGBM's default ``lambda_l2=0`` lets the first rounds
-on imbalanced data overshoot by orders of magnitude; ``lambda_l2=1`` (and, on larger data,
-``max_delta_step=1``) kept them in check in focalkit's tests and benchmarks. Watch the
-validation curve of the first rounds.
+For the same reason bound the leaves: with LightGBM's defaults, ``lambda_l2=0`` and
+``max_delta_step=0``, the focal objectives can diverge (started from ``prior_margin`` on 4,000
+rows with 1, 2.5 and 5 % positives: margins of 600 to 2,500 after one round, and a training
+focal loss of 0.01 to 0.03 at the start and 1 to 95 after 30 rounds). ``lambda_l2=1``
+(``reg_lambda`` in ``LGBMClassifier``) or ``max_delta_step=1`` kept them in check in focalkit's
+tests and benchmarks. An objective with ``gamma > 0`` that LightGBM calls with neither set
+warns (a ``UserWarning``, once per objective). Watch the validation curve of the first rounds.
 A custom objective gets no ``boost_from_average``: pass ``init_score=prior_margin(y)`` (one per
 row, or :math:`(N, K)`) to the ``Dataset`` or ``fit``. Predictions are raw margins then:
 ``predict(X, raw_score=True)`` and :func:`focalkit.gbdt.predict_proba` (``LGBMClassifier``'s
@@ -49,7 +52,7 @@ Example:
     >>> prior = prior_margin(y)
     >>> train_set = lgb.Dataset(X, label=y, init_score=np.full(400, prior))
     >>> params = {"objective": binary_focal_objective(gamma=2.0), "metric": "None",
-    ...           "num_leaves": 4, "num_threads": 1, "verbose": -1}
+    ...           "lambda_l2": 1.0, "num_leaves": 4, "num_threads": 1, "verbose": -1}
     >>> log = {}
     >>> booster = lgb.train(params, train_set, 20, valid_sets=[train_set], valid_names=["train"],
     ...                     feval=binary_focal_metric(gamma=2.0),
@@ -63,6 +66,7 @@ Example:
 from __future__ import annotations
 
 import sys
+import warnings
 from types import FrameType
 from typing import Any
 
@@ -95,13 +99,24 @@ __all__ = [
 OBJECTIVE_ALIASES = ("objective", "objective_type", "app", "application", "loss")
 
 
+# LightGBM's names for the two parameters that bound the leaves of a focal objective.
+LEAF_BOUNDS = (
+    ("lambda_l2", "reg_lambda", "lambda", "l2_regularization"),
+    ("max_delta_step", "max_tree_output", "max_leaf_output"),
+)
+
+
 class FocalObjective(_gbdt_adapters.Objective):
     """A focal objective for ``lgb.train`` params and ``LGBMClassifier(objective=...)``.
 
     Built by :func:`binary_focal_objective` and :func:`softmax_focal_objective`; returns
     ``(grad, hess)`` as float64 arrays of the predictions' shape. Its three parameters tell the
-    scikit-learn API to pass sample weights.
+    scikit-learn API to pass sample weights. With ``gamma > 0``, the first time a ``Booster``
+    whose params set neither ``lambda_l2`` nor ``max_delta_step`` above 0 calls it, it warns
+    that the training may diverge.
     """
+
+    _warned = False  # set on the instance when it has warned
 
     @staticmethod
     def multiclass_hessian_scale(num_class: int) -> float:
@@ -111,7 +126,32 @@ class FocalObjective(_gbdt_adapters.Objective):
         self, y_true_or_preds: Any, y_pred_or_train_set: Any, weight: ArrayLike | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         preds, labels, weight, _ = unpack(y_true_or_preds, y_pred_or_train_set, weight, lgb.Dataset)
+        if self.gamma > 0 and not self._warned:
+            self._warn_if_leaves_unbounded(sys._getframe(1))
         return self.grad_hess(preds, labels, weight)
+
+    def _warn_if_leaves_unbounded(self, caller: FrameType | None) -> None:
+        r"""Warn if the ``Booster`` training with this objective does not bound its leaf values.
+
+        The exact focal Hessian is tiny for well-classified rows, so without L2 regularisation
+        or a cap on leaf outputs a Newton leaf value :math:`-\sum g / \sum h` can be huge.
+        """
+        training = caller_locals(caller, lgb.Booster)
+        if training is None:
+            return
+        params = training["self"].params
+        if any(_positive(params.get(name)) for names in LEAF_BOUNDS for name in names):
+            return
+        self._warned = True
+        warnings.warn(
+            f"{self.where}: LightGBM is training this focal objective (gamma={self.gamma}) with "
+            "lambda_l2=0 and max_delta_step=0, its defaults, with which it can diverge: the exact "
+            "focal Hessian is tiny for well-classified rows, so leaf values -sum(g) / sum(h) "
+            "overshoot (margins in the hundreds or thousands after one round on imbalanced "
+            "data). Set lambda_l2=1 (reg_lambda in LGBMClassifier) or max_delta_step=1",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class FocalMetric(_gbdt_adapters.Metric):
@@ -146,6 +186,14 @@ class FocalMetric(_gbdt_adapters.Metric):
         )
         if not callable(objective) and str(objective).lower() not in ("none", "custom"):
             raise ValueError(probabilities_not_margins(self.where, "LightGBM", str(objective)))
+
+
+def _positive(value: object) -> bool:
+    """Whether a LightGBM parameter's value is a number above 0 (parameters may be strings)."""
+    try:
+        return float(value) > 0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def binary_focal_objective(

@@ -281,3 +281,59 @@ def test_booster_built_by_hand_with_an_objective_alias() -> None:
     [(_, name, value, _)] = focal.eval_train(feval=binary_focal_metric())
     margins = focal.predict(X, raw_score=True)
     assert (name, value) == ("focal_loss", pytest.approx(binary_focal_value(margins, y).mean()))
+
+
+# ------------------------------------------------------------------------------ divergence warning
+# With LightGBM's lambda_l2=0 and max_delta_step=0 the exact focal Hessian lets the first leaves
+# overshoot: the objective warns, once, when LightGBM trains it so.
+
+UNBOUNDED = r"LightGBM is training this focal objective \(gamma=2.0\) with lambda_l2=0 and "
+
+
+def divergence_warnings(record: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in record if "LightGBM is training this focal" in str(w.message)]
+
+
+def test_default_parameters_warn_once_and_do_diverge() -> None:
+    X_train, _, y_train, _ = imbalanced_split()
+    prior = prior_margin(y_train)
+    objective = binary_focal_objective(gamma=2.0, alpha=0.25)
+    train_set = lgb.Dataset(X_train, y_train, init_score=np.full(len(y_train), prior))
+    with pytest.warns(UserWarning, match=r"binary_focal_objective\(\): " + UNBOUNDED):
+        booster = lgb.train({**PARAMS, "objective": objective}, train_set, 3)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lgb.train({**PARAMS, "objective": objective}, lgb.Dataset(X_train, y_train), 2)
+    assert divergence_warnings(record) == []  # once per objective (lgb.train copies its params)
+    # What it warns of: three rounds from the prior already reach margins far beyond any use.
+    assert np.abs(booster.predict(X_train, raw_score=True) + prior).max() > 100
+
+
+@pytest.mark.filterwarnings("ignore:The argument 'eval_set' is deprecated")
+def test_classifier_with_default_parameters_warns() -> None:
+    X, y = parity_data(3)
+    model = lgb.LGBMClassifier(
+        n_estimators=2, n_jobs=THREADS, verbose=-1, objective=softmax_focal_objective(3)
+    )
+    with pytest.warns(UserWarning, match=r"softmax_focal_objective\(\): " + UNBOUNDED):
+        model.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("bound", "gamma"),
+    [
+        ({"lambda_l2": 1.0}, 2.0),
+        ({"reg_lambda": "0.5"}, 2.0),
+        ({"max_delta_step": 1.0}, 2.0),
+        ({"max_leaf_output": 0.7}, 2.0),
+        ({}, 0.0),  # gamma=0 is the logistic loss: LightGBM's own binary objective
+    ],
+)
+def test_bounded_leaves_or_gamma_zero_do_not_warn(bound: dict[str, object], gamma: float) -> None:
+    X, y = parity_data(2)
+    params = {**PARAMS, **bound, "objective": binary_focal_objective(gamma=gamma)}
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lgb.train(params, lgb.Dataset(X, y), 2)
+        lgb.LGBMClassifier(n_estimators=2, n_jobs=THREADS, **params).fit(X, y)
+    assert divergence_warnings(record) == []
