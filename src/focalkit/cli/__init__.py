@@ -22,6 +22,12 @@ from focalkit.cli import arguments, compare, curves, demo, weights
 
 __all__ = ["main"]
 
+DESCRIPTION = (
+    "See on real data what each focal loss does: focalkit demo compares the losses on a "
+    "long-tailed version of scikit-learn's digits, focalkit compare on your own CSV file; "
+    "focalkit curves draws focal loss against p_t, focalkit weights prints class weights."
+)
+
 # Modules of the cli extra, and the package that provides each.
 _EXTRA = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "rich": "rich", "torch": "torch"}
 
@@ -32,7 +38,7 @@ def parser() -> arguments.ArgumentParser:
 
     main_parser = arguments.ArgumentParser(
         prog="focalkit",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=DESCRIPTION,
         epilog=(
             "examples:\n"
             "  focalkit demo\n"

@@ -371,35 +371,53 @@ def plot_per_class_recall(
     ax.set_ylabel("recall on the test set")
     ax.set_ylim(0, 1.05)
     whiskers = "; whiskers: ± standard deviation" if len(comparison.seeds) > 1 else ""
-    ax.set_title(
+    fig.suptitle(
         f"Recall of each class (mean over {_seeds_phrase(len(comparison.seeds))}{whiskers})"
     )
-    fig.legend(loc="outside lower center", ncols=len(summaries), fontsize="small")
+    # One column at the right: five long names in a row are wider than a figure of a few classes.
+    fig.legend(loc="outside right center", fontsize="small")
     fig.savefig(file, format="png", dpi=110)
     plt.close(fig)
 
 
 def plot_reliability(comparison: Comparison, summaries: list[LossSummary], file: BinaryIO) -> None:
-    """One reliability diagram per loss, the test predictions of all seeds pooled."""
+    """One reliability diagram per loss, the test predictions of all seeds pooled.
+
+    Under each diagram, how many predictions fall in each bin (log scale): a bar above a nearly
+    empty bin says little.
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(
-        1, len(summaries), figsize=(3.0 * len(summaries), 3.4), sharey=True, layout="constrained"
+        2,
+        len(summaries),
+        figsize=(3.0 * len(summaries), 4.8),
+        sharex=True,
+        sharey="row",
+        height_ratios=(3, 1.2),
+        layout="constrained",
+        squeeze=False,
     )
-    for ax, summary in zip(np.atleast_1d(axes), summaries, strict=True):
+    for top, bottom, summary in zip(axes[0], axes[1], summaries, strict=True):
         runs = [run for run in comparison.runs if run.loss == summary.name]
         target = np.concatenate([run.y_test for run in runs])
         bins = reliability_bins(target, np.concatenate([run.log_probs for run in runs]))
         centers = (bins.edges[:-1] + bins.edges[1:]) / 2
         width = bins.edges[1] - bins.edges[0]
-        ax.bar(centers, np.nan_to_num(bins.accuracy), width, edgecolor="black", label="accuracy")
-        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-        ax.set_title(f"{summary.name}\nECE {cell(summary.values('ece'))}", fontsize="medium")
-        ax.set_xlabel("confidence")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-    np.atleast_1d(axes)[0].set_ylabel("accuracy")
-    np.atleast_1d(axes)[0].legend(fontsize="small", loc="upper left")
-    fig.suptitle(f"Reliability diagrams ({ECE_BINS} bins, {_seeds_phrase(len(comparison.seeds))})")
+        top.bar(centers, np.nan_to_num(bins.accuracy), width, edgecolor="black", label="accuracy")
+        top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        top.set_title(f"{summary.name}\nECE {cell(summary.values('ece'))}", fontsize="medium")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        bottom.bar(centers, bins.counts, width, color="grey", edgecolor="black")
+        bottom.set_yscale("log")
+        bottom.set_xlabel("confidence")
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("predictions")
+    axes[0, 0].legend(fontsize="small", loc="upper left")
+    fig.suptitle(
+        f"Reliability diagrams ({ECE_BINS} bins, {_seeds_phrase(len(comparison.seeds))}); "
+        "below, the number of test predictions in each bin"
+    )
     fig.savefig(file, format="png", dpi=110)
     plt.close(fig)
 

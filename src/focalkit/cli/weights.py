@@ -42,8 +42,8 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         "weights",
         help="print class weights for per-class counts or a file of labels",
         description=(
-            "Print per-class weights for `weight=` or `alpha=` of focalkit's losses, computed by "
-            "focalkit.class_weights from class counts, or from the labels in a file."
+            "Print per-class weights for the weight= or alpha= argument of focalkit's losses, "
+            "computed by focalkit.class_weights from class counts, or from the labels in a file."
         ),
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
