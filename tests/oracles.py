@@ -475,19 +475,18 @@ def softmax_focal_reference(
         return per_element
     if reduction == "sum":
         return per_element.sum()
-    return _mean(per_element, divisor, kept, logits)
+    return _mean(per_element, divisor, logits[kept.unsqueeze(1).expand_as(logits)])
 
 
 def _mean(
-    per_element: torch.Tensor, divisor: torch.Tensor, kept: torch.Tensor, x: torch.Tensor
+    per_element: torch.Tensor, divisor: torch.Tensor, kept_inputs: torch.Tensor
 ) -> torch.Tensor:
-    """``sum / divisor``. A zero divisor gives ``nan`` with, as ``F.cross_entropy``, ``nan``
-    gradients with respect to ``x`` (``(N, C, ...)``) for the kept elements (all of weight 0)
-    and 0 for the ignored ones."""
+    """``sum / divisor``. A zero divisor gives ``nan`` with, as ``F.cross_entropy`` and
+    ``F.nll_loss``, ``nan`` gradients for the inputs in ``kept_inputs`` (the kept elements' logits,
+    or their target log-probabilities, all of weight 0) and 0 for the others."""
     if divisor != 0:
         return per_element.sum() / divisor
-    nan_where_kept = torch.where(kept, math.nan, 0.0).to(x.dtype).unsqueeze(1)
-    return (x * nan_where_kept).sum() + math.nan
+    return (kept_inputs * math.nan).sum() + math.nan
 
 
 def nll_focal_reference(
@@ -501,8 +500,7 @@ def nll_focal_reference(
     reduction: str = "mean",
 ) -> torch.Tensor:
     """``-alpha_t w_t (1 - e^s)^gamma s`` with ``s = log_probs[n, t]``, in float64; ``'mean'``
-    divides by the kept weights, as ``F.nll_loss``. Its gradient is not defined at ``s = 0``
-    for ``gamma < 1`` (autograd's ``0 * inf``)."""
+    divides by the kept weights, as ``F.nll_loss``."""
     s = log_probs.to(torch.float64)
     if s.dim() == 1:
         s, target = s.unsqueeze(0), target.unsqueeze(0)
@@ -515,14 +513,16 @@ def nll_focal_reference(
     kept = index != ignore_index
     safe = torch.where(kept, index, torch.zeros_like(index))
     s_t = s.gather(1, safe.unsqueeze(1)).squeeze(1)
-    per_element = -coef[safe] * (-torch.expm1(s_t)) ** gamma * s_t * kept
+    # at s = 0 the slope of u^gamma is inf * 0 for gamma < 1: clamped, the term's slope is 0
+    focal = (-torch.expm1(s_t)).clamp_min(torch.finfo(torch.float64).tiny) ** gamma
+    per_element = -coef[safe] * focal * s_t * kept
     w = _as_float64(weight, s)
     divisor = kept.sum().to(torch.float64) if w is None else (w[safe] * kept).sum()
     if log_probs.dim() == 1 and reduction == "none":
         return per_element.squeeze(0)
     if reduction == "none":
         return per_element
-    return per_element.sum() if reduction == "sum" else _mean(per_element, divisor, kept, s)
+    return per_element.sum() if reduction == "sum" else _mean(per_element, divisor, s_t[kept])
 
 
 def _alpha_t_tensor(alpha: Any, y: torch.Tensor) -> torch.Tensor | float:

@@ -452,3 +452,34 @@ def test_oracles_keep_their_digits_in_the_tails() -> None:
     sigmoid_focal_reference(x, torch.ones(1), gamma=2.0, alpha=None).backward()
     assert x.grad is not None
     _close(x.grad, [-3.0 * math.exp(-120.0)])
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_references_follow_torch_where_the_mean_divides_by_zero(label_smoothing: float) -> None:
+    # every kept target of weight 0: nan, with nan gradients for the kept rows and 0 elsewhere
+    weight = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    ignored = 1
+    for target in (torch.tensor([0, 1, 0, 1]), torch.tensor([1, 1, 1, 1])):  # some kept, none
+        logits = _logits((4, 3), seed=41).requires_grad_()
+        twin = logits.detach().clone().requires_grad_()
+        F.cross_entropy(
+            logits, target, weight, ignore_index=ignored, label_smoothing=label_smoothing
+        ).backward()
+        value = softmax_focal_reference(
+            twin,
+            target,
+            gamma=0.0,
+            weight=weight,
+            ignore_index=ignored,
+            label_smoothing=label_smoothing,
+        )
+        value.backward()
+        assert value.isnan()
+        torch.testing.assert_close(twin.grad, logits.grad, equal_nan=True)
+        log_probs = _logits((4, 3), seed=42).log_softmax(1).requires_grad_()
+        twin = log_probs.detach().clone().requires_grad_()
+        F.nll_loss(log_probs, target, weight, ignore_index=ignored).backward()
+        value = nll_focal_reference(twin, target, gamma=0.0, weight=weight, ignore_index=ignored)
+        value.backward()
+        assert value.isnan()
+        torch.testing.assert_close(twin.grad, log_probs.grad, equal_nan=True)
