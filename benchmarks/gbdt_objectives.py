@@ -4,7 +4,8 @@
   ``scipy.special.expit`` on the same margins; goal <= 4x;
 - multi-class: ``softmax_focal_grad_hess`` (gamma=2) against a NumPy softmax over the same
   (N, K) margins; goal <= 3x;
-- the same through the XGBoost adapter (float32 predictions and labels, as XGBoost passes them).
+- the same through the XGBoost adapter (float32 predictions and labels, as XGBoost passes them)
+  and the LightGBM adapter (float64 predictions, float32 labels).
 
 Interleaved: each round times the reference and the candidate (median of ``--repeats`` calls
 each) and records their ratio; the report is the median ratio over ``--rounds`` with its spread.
@@ -17,6 +18,7 @@ problem (1.5 % positives) in both libraries and prints PR-AUC and minority recal
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -86,20 +88,24 @@ def speed(args: argparse.Namespace) -> None:
             args,
         )
     )
-    try:
-        from focalkit.xgboost import binary_focal_objective
-    except ImportError:
-        return
-    objective = binary_focal_objective(gamma=2.0, alpha=0.25)
     margin32, label32 = margin.astype(np.float32), label.astype(np.float32)
-    print(
-        ratio_line(
-            f"focalkit.xgboost binary objective (float32 in) / expit N={n}",
-            lambda: objective(label32, margin32),
-            lambda: expit(margin32.astype(np.float64)),
-            args,
+    for library in ("xgboost", "lightgbm"):
+        try:
+            adapter = importlib.import_module(f"focalkit.{library}")
+        except ImportError:
+            continue
+        objective = adapter.binary_focal_objective(gamma=2.0, alpha=0.25)
+        # XGBoost passes float32 predictions and labels; LightGBM float64 predictions and
+        # float32 labels. Both through the scikit-learn call, (y_true, y_pred).
+        preds = margin32 if library == "xgboost" else margin
+        print(
+            ratio_line(
+                f"focalkit.{library} binary objective ({preds.dtype} in) / expit N={n}",
+                lambda objective=objective, preds=preds: objective(label32, preds),
+                lambda preds=preds: expit(preds.astype(np.float64)),
+                args,
+            )
         )
-    )
 
 
 def quality(threads: int) -> None:
