@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -275,3 +276,72 @@ def test_float_class_indices_are_told_to_be_integers(name):
     }
     with pytest.raises(TypeError, match=message):
         calls[name]()
+
+
+def _alpha_calls(alpha):
+    """Every loss and module given ``alpha``, with the name its errors start with."""
+    log_probs, probs, head = X.log_softmax(1), X.sigmoid(), torch.eye(3)
+    return {
+        "softmax_focal_loss": lambda: focalkit.softmax_focal_loss(X, T, alpha=alpha),
+        "nll_focal_loss": lambda: focalkit.nll_focal_loss(log_probs, T, alpha=alpha),
+        "sigmoid_focal_loss": lambda: focalkit.sigmoid_focal_loss(X, Y, alpha=alpha),
+        "binary_focal_loss": lambda: focalkit.binary_focal_loss(probs, Y, alpha=alpha),
+        "linear_softmax_focal_loss": lambda: focalkit.linear_softmax_focal_loss(
+            X, head, T, alpha=alpha
+        ),
+        "FocalLoss": lambda: focalkit.FocalLoss(alpha=alpha),
+        "NLLFocalLoss": lambda: focalkit.NLLFocalLoss(alpha=alpha),
+        "SigmoidFocalLoss": lambda: focalkit.SigmoidFocalLoss(alpha=alpha),
+        "BinaryFocalLoss": lambda: focalkit.BinaryFocalLoss(alpha=alpha),
+        "LinearFocalLoss": lambda: focalkit.LinearFocalLoss(alpha=alpha),
+    }
+
+
+@pytest.mark.parametrize(
+    ("alpha", "message"),
+    [
+        (False, r"alpha must be a real number (>= 0|in \[0, 1\]), got False"),
+        (True, r"alpha must be a real number (>= 0|in \[0, 1\]), got True"),
+        (np.bool_(True), r"alpha must be a real number (>= 0|in \[0, 1\]), got (np\.)?True_?"),
+        (
+            [1.0, None, 0.5],
+            r"alpha must be a tensor or a sequence of numbers, got \[1.0, None, 0.5\]",
+        ),
+        (
+            [True, 0.5, 0.5],
+            r"alpha must be a tensor or a sequence of numbers, got \[True, 0.5, 0.5\]",
+        ),
+        ([[0.5], [None]], r"alpha must be a tensor or a sequence of numbers"),
+        (np.array([True, False, True]), r"alpha must be a tensor or a sequence of numbers"),
+        (torch.tensor([True, False, True]), r"alpha must hold real numbers, got dtype torch.bool"),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("where", list(_alpha_calls(None)))
+def test_booleans_and_none_are_not_alpha_values(where, alpha, message):
+    # alpha=False once meant 0 (a zero loss), True meant 1 and None inside a sequence NaN.
+    with pytest.raises(TypeError, match=rf"^{where}\(\): {message}"):
+        _alpha_calls(alpha)[where]()
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("weight", lambda w: focalkit.softmax_focal_loss(X, T, w)),
+        ("weight", lambda w: focalkit.nll_focal_loss(X.log_softmax(1), T, w)),
+        ("weight", lambda w: focalkit.sigmoid_focal_loss(X, Y, w)),
+        ("pos_weight", lambda w: focalkit.sigmoid_focal_loss(X, Y, pos_weight=w)),
+        ("weight", lambda w: focalkit.binary_focal_loss(X.sigmoid(), Y, w)),
+        ("weight", lambda w: focalkit.linear_softmax_focal_loss(X, torch.eye(3), T, weight=w)),
+        ("weight", lambda w: focalkit.FocalLoss(w)),
+        ("weight", lambda w: focalkit.NLLFocalLoss(w)),
+        ("weight", lambda w: focalkit.SigmoidFocalLoss(w)),
+        ("pos_weight", lambda w: focalkit.SigmoidFocalLoss(pos_weight=w)),
+        ("weight", lambda w: focalkit.BinaryFocalLoss(w)),
+        ("weight", lambda w: focalkit.LinearFocalLoss(w)),
+    ],
+)
+@pytest.mark.parametrize("bad", [[1.0, None, 2.0], [True, False, True], "heavy", True])
+def test_booleans_and_none_are_not_weight_values(name, call, bad):
+    with pytest.raises(TypeError, match=rf"\(\): {name} must be a tensor or a sequence of numbers"):
+        call(bad)

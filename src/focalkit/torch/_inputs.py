@@ -49,19 +49,42 @@ def dtypes(input: Tensor) -> tuple[torch.dtype, torch.dtype]:
     return torch.float32, torch.float32 if autocast else input.dtype
 
 
-def as_tensor(value: ArrayLike, name: str, like: Tensor, where: str) -> Tensor:
-    """``value`` (tensor or array-like of numbers) on ``like``'s device, in ``like``'s dtype."""
+def setting_tensor(value: ArrayLike, name: str, where: str) -> Tensor:
+    """A tensor setting (``weight``, ``pos_weight``, ``alpha``): a tensor of real numbers as given,
+    or a number or sequence of numbers as a float64 tensor (bools and ``None`` are TypeErrors)."""
     if isinstance(value, Tensor):
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{where}: {name} must hold real numbers, got dtype {value.dtype}")
-        return value.to(device=like.device, dtype=like.dtype)
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{where}: {name} must be a tensor or a sequence of numbers, got {value!r}"
-        ) from error
-    return torch.as_tensor(array, device=like.device).to(like.dtype)
+        return value
+    return torch.tensor(validation.as_number_array(value, name, where))
+
+
+def as_tensor(value: ArrayLike, name: str, like: Tensor, where: str) -> Tensor:
+    """``value`` (tensor or array-like of numbers) on ``like``'s device, in ``like``'s dtype."""
+    return setting_tensor(value, name, where).to(device=like.device, dtype=like.dtype)
+
+
+def check_number(name: str, value: object, expected: validation.Expected, where: str) -> float:
+    """``value`` as a float, once :func:`focalkit._core.validation.check_number` accepts it."""
+    validation.check_number(name, value, expected, where)
+    return float(value)  # type: ignore[arg-type]
+
+
+def alpha_setting(
+    alpha: object, expected: validation.Expected, where: str
+) -> float | Tensor | None:
+    """``alpha``: ``None``, a number ``expected`` (``'>= 0'`` or ``'in [0, 1]'``), or a tensor of
+    such numbers (a sequence becomes a float64 tensor). ``True`` and ``False`` are not numbers."""
+    if alpha is None:
+        return None
+    if validation.is_number(alpha) or isinstance(alpha, (bool, np.bool_)):
+        return check_number("alpha", alpha, expected, where)
+    tensor = setting_tensor(alpha, "alpha", where)  # type: ignore[arg-type]
+    if expected == validation.NONNEGATIVE:
+        check_nonnegative_values(tensor, "alpha", where)
+    else:
+        check_unit_interval_values(tensor, "alpha", where)
+    return tensor
 
 
 def check_broadcasts(value: Tensor, name: str, input: Tensor, where: str) -> None:

@@ -122,13 +122,10 @@ def _softmax_alpha(
     alpha: Alpha, num_classes: int, x: Tensor, where: str
 ) -> tuple[float | Tensor | None, Tensor | None]:
     """``alpha`` split into a scale for every term and a per-class ``(C,)`` tensor."""
-    if alpha is None:
-        return None, None
-    if validation.is_number(alpha):
-        validation.check_nonnegative("alpha", alpha, where)
-        return float(alpha), None  # type: ignore[arg-type]
-    tensor = _inputs.as_tensor(alpha, "alpha", x, where)  # type: ignore[arg-type]
-    _inputs.check_nonnegative_values(tensor, "alpha", where)
+    setting = _inputs.alpha_setting(alpha, validation.NONNEGATIVE, where)
+    if not isinstance(setting, Tensor):
+        return setting, None
+    tensor = setting.to(device=x.device, dtype=x.dtype)
     if tensor.dim() == 0:
         return tensor, None
     validation.check_per_class_length("alpha", tensor.shape, num_classes, where)
@@ -498,14 +495,11 @@ def _elementwise_tensor(value: ArrayLike | None, name: str, x: Tensor, where: st
 
 def _binary_alpha(alpha: Alpha, x: Tensor, where: str) -> float | Tensor | None:
     """A balance for positives in [0, 1]: a number, or a tensor broadcastable to the input."""
-    if alpha is None:
-        return None
-    if validation.is_number(alpha):
-        validation.check_unit_interval("alpha", alpha, where)
-        return float(alpha)  # type: ignore[arg-type]
-    tensor = _inputs.as_tensor(alpha, "alpha", x, where)  # type: ignore[arg-type]
+    setting = _inputs.alpha_setting(alpha, validation.UNIT_INTERVAL, where)
+    if not isinstance(setting, Tensor):
+        return setting
+    tensor = setting.to(device=x.device, dtype=x.dtype)
     _inputs.check_broadcasts(tensor, "alpha", x, where)
-    _inputs.check_unit_interval_values(tensor, "alpha", where)
     return tensor
 
 

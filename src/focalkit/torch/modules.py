@@ -8,13 +8,12 @@ float.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
-from focalkit.torch import functional
+from focalkit.torch import _inputs, functional
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch.functional import Alpha
 
@@ -22,17 +21,14 @@ __all__ = ["BinaryFocalLoss", "FocalLoss", "LinearFocalLoss", "NLLFocalLoss", "S
 
 
 def _buffer(value: ArrayLike | None, name: str, where: str) -> Tensor | None:
+    """A tensor setting as a buffer: the caller's tensor copied, or a sequence in the default
+    dtype; checked by the function's own check."""
     if value is None:
         return None
+    tensor = _inputs.setting_tensor(value, name, where)
     if isinstance(value, Tensor):
-        return value.detach().clone()
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{where}: {name} must be a tensor or a sequence of numbers, got {value!r}"
-        ) from error
-    return torch.as_tensor(array, dtype=torch.get_default_dtype())
+        return tensor.detach().clone()
+    return tensor.to(torch.get_default_dtype())
 
 
 def _describe(value: float | Tensor | None) -> str:
@@ -56,22 +52,14 @@ class _FocalBase(nn.Module):
         self.gamma = float(gamma)
 
     def _set_alpha(self, alpha: Alpha, where: str, unit_interval: bool) -> None:
-        if alpha is not None and validation.is_number(alpha):
-            check = (
-                validation.check_unit_interval if unit_interval else validation.check_nonnegative
-            )
-            check("alpha", alpha, where)
-            self.alpha = float(alpha)  # type: ignore[arg-type]
-            return
-        tensor = _buffer(alpha, "alpha", where)  # type: ignore[arg-type]
-        if tensor is not None:
-            bad = (tensor < 0) | (tensor > 1) if unit_interval else tensor < 0
-            if bool(bad.any()):
-                expected = "in [0, 1]" if unit_interval else ">= 0"
-                raise ValueError(
-                    f"{where}: alpha values must be {expected}, got {_describe(tensor)}"
-                )
-        self.register_buffer("alpha", tensor)
+        expected: validation.Expected = (
+            validation.UNIT_INTERVAL if unit_interval else validation.NONNEGATIVE
+        )
+        setting = _inputs.alpha_setting(alpha, expected, where)
+        if isinstance(setting, float):
+            self.alpha = setting
+        else:
+            self.register_buffer("alpha", _buffer(setting, "alpha", where))
 
     def _set_softmax_settings(
         self,
