@@ -489,6 +489,16 @@ def _mean(
     return (kept_inputs * math.nan).sum() + math.nan
 
 
+def _power(u: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``u**gamma`` whose slope at ``u = 0`` is 0 (autograd's is ``inf * 0`` for ``gamma < 1``):
+    where ``u`` is 0 (``log p`` rounded to 0, or ``1 - p`` underflowed) the focal term is 0 to
+    first order, and so is its derivative."""
+    positive = u > 0
+    safe = torch.where(positive, u, torch.ones_like(u))
+    at_zero = (gamma == 0).to(torch.float64)  # 0**0 = 1
+    return torch.where(positive, safe**gamma, at_zero)
+
+
 def nll_focal_reference(
     log_probs: torch.Tensor,
     target: torch.Tensor,
@@ -513,8 +523,7 @@ def nll_focal_reference(
     kept = index != ignore_index
     safe = torch.where(kept, index, torch.zeros_like(index))
     s_t = s.gather(1, safe.unsqueeze(1)).squeeze(1)
-    # at s = 0 the slope of u^gamma is inf * 0 for gamma < 1: clamped, the term's slope is 0
-    focal = (-torch.expm1(s_t)).clamp_min(torch.finfo(torch.float64).tiny) ** gamma
+    focal = _power(-torch.expm1(s_t), torch.as_tensor(gamma, dtype=torch.float64))
     per_element = -coef[safe] * focal * s_t * kept
     w = _as_float64(weight, s)
     divisor = kept.sum().to(torch.float64) if w is None else (w[safe] * kept).sum()
@@ -560,8 +569,7 @@ def sigmoid_focal_reference(
     one_minus_pt = y * log_1mp.exp() + (1.0 - y) * log_p.exp()
     g = _as_float64(gamma, x)
     assert g is not None
-    # below the smallest normal number the focal factor's slope is 0 * inf; the term is 0 there
-    focal = one_minus_pt.clamp_min(torch.finfo(torch.float64).tiny) ** g
+    focal = _power(one_minus_pt, g)
     loss = _alpha_t_tensor(alpha, y) * focal * bce
     return _reduce_elementwise(loss, reduction)
 
