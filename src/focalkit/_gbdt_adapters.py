@@ -53,13 +53,14 @@ def unpack(
 
 
 def caller_locals(frame: FrameType | None, owner: type, depth: int = 4) -> dict[str, Any] | None:
-    """The local variables of the innermost frame, of ``depth`` from ``frame`` out, in an ``owner``.
+    """The local variables of the first of ``frame`` and its callers whose ``self`` is an ``owner``.
 
     Neither library hands a custom objective or metric the model that calls it, yet the model
     says what the predictions are (margins or probabilities) and how it trains. It is the
     ``self`` of a frame one or two calls out (``Booster.eval_set`` in XGBoost,
     ``Booster.update`` and ``Booster.__inner_eval`` in LightGBM, under either API). ``None``
-    where no method of ``owner`` is that near, as when the caller calls the metric itself.
+    where no method of ``owner`` is among the ``depth`` nearest frames, as when a user calls the
+    metric directly.
     """
     try:
         for _ in range(depth):
