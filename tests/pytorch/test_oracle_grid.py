@@ -762,3 +762,20 @@ def test_modules_against_the_oracles() -> None:
 
 
 # ----------------------------------------------------------------- alpha's accepted types
+
+
+@pytest.mark.parametrize("alpha", [False, True, [1.0, None, 2.0], [True, 0.5, 0.5]], ids=repr)
+def test_alpha_booleans_and_none_entries_are_type_errors(alpha: Any) -> None:
+    x = torch.randn(4, 3)
+    target = torch.tensor([0, 1, 2, 1])
+    calls: list[Callable[[], object]] = [
+        lambda: focalkit.softmax_focal_loss(x, target, alpha=alpha),
+        lambda: focalkit.nll_focal_loss(x.log_softmax(1), target, alpha=alpha),
+        lambda: focalkit.sigmoid_focal_loss(x, torch.rand(4, 3), alpha=alpha),
+        lambda: focalkit.binary_focal_loss(x.sigmoid(), torch.rand(4, 3), alpha=alpha),
+        lambda: focalkit.linear_softmax_focal_loss(x, torch.randn(3, 3), target, alpha=alpha),
+        lambda: focalkit.FocalLoss(alpha=alpha),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match="alpha"):
+            call()
