@@ -161,18 +161,25 @@ def _class_vector(value: Checked, num_classes: int, name: str, where: str) -> Te
     return ops.convert_to_tensor(np.asarray(value, dtype=np.float32))
 
 
-def _concrete(x: Tensor) -> np.ndarray[Any, Any] | None:
-    """``x``'s values when they can be read now (eagerly), else ``None`` (traced, compiled)."""
+def _traced(x: Tensor) -> bool:
+    """Whether ``x``'s values cannot be read now (``tf.function``, ``jax.jit``, torch.compile)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        if not sys.modules["tensorflow"].executing_eagerly():
-            return None
-    elif backend == "jax":
-        if isinstance(x, sys.modules["jax"].core.Tracer):
-            return None
-    elif backend == "torch":
-        if sys.modules["torch"].compiler.is_compiling():
-            return None
+        return not sys.modules["tensorflow"].executing_eagerly()
+    if backend == "jax":
+        return isinstance(x, sys.modules["jax"].core.Tracer)
+    if backend == "torch":
+        return bool(sys.modules["torch"].compiler.is_compiling())
+    return False
+
+
+def _concrete(x: Tensor) -> np.ndarray[Any, Any] | None:
+    """``x``'s values when they can be read now (eagerly), else ``None`` (traced, compiled)."""
+    if _traced(x):
+        return None
+    if keras.backend.standardize_dtype(x.dtype) == "bfloat16":
+        x = ops.cast(x, "float32")  # exact; NumPy and torch's .numpy() have no bfloat16
+    if keras.backend.backend() == "torch":
         return np.asarray(x.detach().cpu().numpy())  # Keras's own conversion warns on NumPy 2
     return np.asarray(ops.convert_to_numpy(x))
 
