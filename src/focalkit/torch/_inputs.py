@@ -8,6 +8,7 @@ and never while ``torch.compile`` traces or on a tensor that a ``torch.func`` tr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -65,9 +66,21 @@ def as_tensor(value: ArrayLike, name: str, like: Tensor, where: str) -> Tensor:
 
 
 def check_number(name: str, value: object, expected: validation.Expected, where: str) -> float:
-    """``value`` as a float, once :func:`focalkit._core.validation.check_number` accepts it."""
-    validation.check_number(name, value, expected, where)
-    return float(value)  # type: ignore[arg-type]
+    """``value`` as a float, once :func:`focalkit._core.validation.check_number` accepts it.
+
+    While ``torch.compile`` traces, the number may be symbolic (``dynamic=True``, or a ``gamma``
+    that changed between calls), and Python cannot branch on it: the range check becomes
+    ``torch._check``, which the compiled code runs, with the same message less the value.
+    """
+    if not torch.compiler.is_compiling() or not validation.is_number(value):
+        validation.check_number(name, value, expected, where)
+        return float(value)  # type: ignore[arg-type]
+    number = float(value)  # type: ignore[arg-type]
+    message = validation.range_message(where, name, expected)
+    below = number < math.inf if expected == validation.NONNEGATIVE else number <= 1.0
+    for holds in (number >= 0.0, below):
+        torch._check(holds, lambda: message)  # type: ignore[no-untyped-call]
+    return number
 
 
 def alpha_setting(

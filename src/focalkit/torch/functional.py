@@ -38,14 +38,14 @@ Gamma = float | Tensor
 def _check_common(where: str, reduction: object, gamma: object) -> None:
     validation.check_reduction(reduction, where)
     if not isinstance(gamma, Tensor):
-        validation.check_gamma(gamma, where)
+        _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
 
 
 def _float_gamma(gamma: object, where: str) -> float:
     """Losses that take only a number for gamma."""
     if isinstance(gamma, Tensor):
         raise TypeError(f"{where}: gamma must be a real number >= 0, got a tensor")
-    return float(gamma)  # type: ignore[arg-type]
+    return _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
 
 
 def _gamma(gamma: Gamma, loss_shape: torch.Size, x: Tensor, where: str) -> float | Tensor:
@@ -202,7 +202,7 @@ def softmax_focal_loss(
     """
     where = "softmax_focal_loss()"
     _check_common(where, reduction, gamma)
-    validation.check_unit_interval("label_smoothing", label_smoothing, where)
+    _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
     validation.check_ignore_index(ignore_index, where)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
@@ -808,13 +808,9 @@ def linear_softmax_focal_loss(
     where = "linear_softmax_focal_loss()"
     validation.check_reduction(reduction, where)
     gamma = _float_gamma(gamma, where)
-    validation.check_gamma(gamma, where)
-    validation.check_unit_interval("label_smoothing", label_smoothing, where)
+    _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
     validation.check_ignore_index(ignore_index, where)
-    if chunk_size is not None and (
-        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
-    ):
-        raise ValueError(f"{where}: chunk_size must be a positive int or None, got {chunk_size!r}")
+    validation.check_positive_int("chunk_size", chunk_size, where, optional=True)
     input = _inputs.check_input(input, where)
     if not isinstance(classifier, Tensor) or classifier.dim() != 2:
         raise ValueError(
