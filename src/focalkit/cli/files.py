@@ -10,9 +10,10 @@ is not replaced either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,11 +63,25 @@ def _make_writable_folder(folder: Path) -> None:
         raise UsageError(f"--out: cannot write in {folder}: {error.strerror}") from None
 
 
+@contextlib.contextmanager
+def _as_usage_error(out: Path) -> Iterator[None]:
+    """An ``OSError`` while looking at ``out`` (a name too long, a loop of links) as one line."""
+    try:
+        yield
+    except OSError as error:
+        raise UsageError(f"--out: {out}: {error.strerror}") from None
+
+
 def check_folder(out: Path, names: Sequence[str], force: bool) -> None:
     """Before training: ``out`` is, or is made, a writable folder without any of ``names``.
 
     With ``force``, the files ``names`` that are there must be files that can be replaced.
     """
+    with _as_usage_error(out):
+        _check_folder(out, names, force)
+
+
+def _check_folder(out: Path, names: Sequence[str], force: bool) -> None:
     if os.path.lexists(out) and not out.is_dir():
         raise UsageError(f"--out: {out} is a file; give a folder for report.md and the figures")
     _check_parents(out)
@@ -87,6 +102,11 @@ def check_folder(out: Path, names: Sequence[str], force: bool) -> None:
 
 def check_file(out: Path, force: bool) -> None:
     """Before drawing: the image ``out`` can be written, in a folder made if missing."""
+    with _as_usage_error(out):
+        _check_file(out, force)
+
+
+def _check_file(out: Path, force: bool) -> None:
     if out.is_dir():
         raise UsageError(f"--out: {out} is a directory; give a file name such as curves.png")
     _check_parents(out)

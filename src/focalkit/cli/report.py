@@ -108,15 +108,17 @@ def terminal_tables(
 ) -> list[Table]:
     """The results table and the table of differences from cross-entropy, for rich."""
     from rich.table import Table
+    from rich.text import Text
 
-    results = Table(title=title, caption=_spread_note(len(comparison.seeds)))
+    # Text, not str: a class or file name such as "[/]" is not rich markup.
+    results = Table(title=Text(title), caption=_spread_note(len(comparison.seeds)))
     differences = Table(title=DIFFERENCE_TITLE, caption=DIFFERENCE_NOTE)
     for table, table_rows in (
         (results, rows(summaries)),
         (differences, difference_rows(summaries)),
     ):
         for index, header in enumerate(headers(comparison)):
-            table.add_column(header, justify="left" if index == 0 else "right")
+            table.add_column(Text(header), justify="left" if index == 0 else "right")
         for row in table_rows:
             table.add_row(*row)
     return [results, differences]
@@ -364,9 +366,8 @@ def plot_per_class_recall(
             error = np.nanstd(summary.recall, axis=0, ddof=1) if len(comparison.seeds) > 1 else None
         offset = (index - (len(summaries) - 1) / 2) * width
         ax.bar(x + offset, mean, width, yerr=error, capsize=2, label=summary.name)
-    ax.set_xticks(
-        x, [f"{name}\n(n={n:.0f})" for name, n in zip(comparison.class_names, counts, strict=True)]
-    )
+    names = [name.replace("$", r"\$") for name in comparison.class_names]  # no mathtext
+    ax.set_xticks(x, [f"{name}\n(n={n:.0f})" for name, n in zip(names, counts, strict=True)])
     ax.set_xlabel("class (training samples)")
     ax.set_ylabel("recall on the test set")
     ax.set_ylim(0, 1.05)
@@ -519,7 +520,7 @@ def print_results(comparison: Comparison, summaries: list[LossSummary], title: s
     results, differences = terminal_tables(comparison, summaries, title)
     out.print(results)
     for line in findings(comparison, summaries):
-        out.print("- " + line.replace("**", ""), highlight=False)
+        out.print("- " + line.replace("**", ""), highlight=False, markup=False)
     out.print(differences)
 
 
