@@ -584,6 +584,80 @@ def test_binary_tails(gamma: float, dtype: torch.dtype) -> None:
 # ----------------------------------------------------------- gradients w.r.t. the target
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_gradients_with_respect_to_settings_and_probability_targets(gamma: float) -> None:
+    # autograd through focalkit w.r.t. weight, alpha and probability targets is
+    # autograd through the float64 formulas
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 4, generator=generator, dtype=torch.float64) * 3
+    probs = torch.softmax(torch.randn(3, 4, generator=generator, dtype=torch.float64), 1)
+    index = torch.tensor([0, 3, 1])
+    settings = {
+        "weight": torch.rand(4, generator=generator, dtype=torch.float64) + 0.5,
+        "alpha": torch.rand(4, generator=generator, dtype=torch.float64),
+    }
+
+    def grads(loss: Callable[..., torch.Tensor], *args: torch.Tensor, **kw: Any) -> list[Any]:
+        leaves = {name: value.clone().requires_grad_() for name, value in kw.items()}
+        loss(*args, **leaves).backward()
+        return [leaf.grad for leaf in leaves.values()]
+
+    for target in (index, probs):
+        for smoothing in (0.0, 0.2):
+
+            def ours(target: torch.Tensor, smoothing: float = smoothing, **kw: Any) -> torch.Tensor:
+                return focalkit.softmax_focal_loss(
+                    x,
+                    target,
+                    kw["weight"],
+                    label_smoothing=smoothing,
+                    gamma=gamma,
+                    alpha=kw["alpha"],
+                )
+
+            def reference(
+                target: torch.Tensor, smoothing: float = smoothing, **kw: Any
+            ) -> torch.Tensor:
+                return softmax_focal_reference(
+                    x, target, gamma=gamma, label_smoothing=smoothing, **kw
+                )
+
+            kw = dict(settings, target=target) if target.is_floating_point() else settings
+            extra = () if target.is_floating_point() else (target,)
+            for got, want in zip(
+                grads(ours, *extra, **kw), grads(reference, *extra, **kw), strict=True
+            ):
+                torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    got = grads(
+        lambda **kw: focalkit.nll_focal_loss(
+            x.log_softmax(1), index, kw["weight"], gamma=gamma, alpha=kw["alpha"]
+        ),
+        **settings,
+    )
+    want = grads(
+        lambda **kw: nll_focal_reference(x.log_softmax(1), index, gamma=gamma, **kw), **settings
+    )
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    y = torch.rand(3, 4, generator=generator, dtype=torch.float64)
+    # (F.binary_cross_entropy_with_logits differentiates neither weight nor pos_weight)
+    weight, pos_weight = settings["weight"], settings["weight"] * 2
+    got = grads(
+        lambda **kw: focalkit.sigmoid_focal_loss(
+            x, y, weight, "mean", pos_weight, gamma=gamma, alpha=kw["alpha"]
+        ),
+        alpha=settings["alpha"],
+    )
+    want = grads(
+        lambda **kw: sigmoid_focal_reference(
+            x, y, gamma=gamma, weight=weight, pos_weight=pos_weight, **kw
+        ),
+        alpha=settings["alpha"],
+    )
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 # ------------------------------------------------------------------------ half precision
 
 
