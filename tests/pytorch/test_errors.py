@@ -345,3 +345,16 @@ def test_booleans_and_none_are_not_alpha_values(where, alpha, message):
 def test_booleans_and_none_are_not_weight_values(name, call, bad):
     with pytest.raises(TypeError, match=rf"\(\): {name} must be a tensor or a sequence of numbers"):
         call(bad)
+
+
+def test_fused_loss_takes_bias_and_weight_by_keyword_only():
+    # A 4th positional argument once became the bias, even when meant as class weights.
+    hidden, head, weight = torch.randn(4, 5), torch.randn(3, 5), torch.tensor([1.0, 2.0, 0.5])
+    with pytest.raises(TypeError, match="positional argument"):
+        focalkit.linear_softmax_focal_loss(hidden, head, T, weight)
+    with pytest.raises(TypeError, match="positional argument"):
+        focalkit.linear_softmax_focal_loss(hidden, head, T, None, weight)
+    torch.testing.assert_close(
+        focalkit.linear_softmax_focal_loss(hidden, head, T, weight=weight, gamma=0.0),
+        torch.nn.functional.cross_entropy(hidden @ head.T, T, weight),
+    )

@@ -61,7 +61,7 @@ def test_fused_equals_unfused(option, reduction, chunk_size, with_bias):
     kwargs = dict(OPTIONS[option], reduction=reduction, gamma=1.5)
     fused = _value_and_grads(
         lambda h, w, b: focalkit.linear_softmax_focal_loss(
-            h, w, target, b, chunk_size=chunk_size, **kwargs
+            h, w, target, bias=b, chunk_size=chunk_size, **kwargs
         ),
         hidden,
         classifier,
@@ -85,7 +85,7 @@ def test_fused_gamma0_equals_linear_cross_entropy(option, reduction):
     kwargs = {k: v for k, v in OPTIONS[option].items() if k != "alpha"}
     fused = _value_and_grads(
         lambda h, w, b: focalkit.linear_softmax_focal_loss(
-            h, w, target, b, gamma=0.0, chunk_size=4, reduction=reduction, **kwargs
+            h, w, target, bias=b, gamma=0.0, chunk_size=4, reduction=reduction, **kwargs
         ),
         hidden,
         classifier,
@@ -119,7 +119,7 @@ def test_fused_accepts_leading_dimensions_like_a_language_model():
 def test_fused_half_precision(dtype):
     hidden, classifier, bias, target = _inputs(dtype=torch.float32)
     low = [t.detach().to(dtype).requires_grad_() for t in (hidden, classifier, bias)]
-    fused = focalkit.linear_softmax_focal_loss(low[0], low[1], target, low[2], chunk_size=3)
+    fused = focalkit.linear_softmax_focal_loss(low[0], low[1], target, bias=low[2], chunk_size=3)
     fused.backward()
     assert fused.dtype == dtype
     assert all(t.grad.dtype == dtype and torch.isfinite(t.grad).all() for t in low)
@@ -136,11 +136,11 @@ def test_fused_double_backward_and_retained_graph():
     with torch.no_grad():
         hidden.mul_(0.3)
     assert torch.autograd.gradcheck(
-        lambda h, w, b: focalkit.linear_softmax_focal_loss(h, w, target, b, chunk_size=4),
+        lambda h, w, b: focalkit.linear_softmax_focal_loss(h, w, target, bias=b, chunk_size=4),
         (hidden, classifier, bias),
     )
     assert torch.autograd.gradgradcheck(
-        lambda h, w, b: focalkit.linear_softmax_focal_loss(h, w, target, b, chunk_size=4),
+        lambda h, w, b: focalkit.linear_softmax_focal_loss(h, w, target, bias=b, chunk_size=4),
         (hidden, classifier, bias),
     )
 
@@ -152,7 +152,7 @@ def test_fused_errors():
     ):
         focalkit.linear_softmax_focal_loss(hidden[:, :4], classifier, target)
     with pytest.raises(ValueError, match=r"bias must have shape \(9,\)"):
-        focalkit.linear_softmax_focal_loss(hidden, classifier, target, bias[:3])
+        focalkit.linear_softmax_focal_loss(hidden, classifier, target, bias=bias[:3])
     with pytest.raises(ValueError, match=r"expected target of shape \(11,\)"):
         focalkit.linear_softmax_focal_loss(hidden, classifier, target[:5])
     with pytest.raises(ValueError, match=r"target class indices must be in \[0, 9\)"):
@@ -178,7 +178,9 @@ def test_linear_focal_loss_module():
 def test_kernels_off_gives_the_same_numbers():
     hidden, classifier, bias, target = _inputs()
     on = _value_and_grads(
-        lambda h, w, b: focalkit.linear_softmax_focal_loss(h, w, target, b, label_smoothing=0.1),
+        lambda h, w, b: focalkit.linear_softmax_focal_loss(
+            h, w, target, bias=b, label_smoothing=0.1
+        ),
         hidden,
         classifier,
         bias,
@@ -186,7 +188,7 @@ def test_kernels_off_gives_the_same_numbers():
     with _kernels.use_kernels(False):
         off = _value_and_grads(
             lambda h, w, b: focalkit.linear_softmax_focal_loss(
-                h, w, target, b, label_smoothing=0.1
+                h, w, target, bias=b, label_smoothing=0.1
             ),
             hidden,
             classifier,

@@ -204,7 +204,7 @@ def test_torch_compile_fullgraph_matches_eager(name):
         layer = torch.nn.Linear(8, 5)
 
         def model_fn(x, target):
-            return focalkit.linear_softmax_focal_loss(x, layer.weight, target, layer.bias)
+            return focalkit.linear_softmax_focal_loss(x, layer.weight, target, bias=layer.bias)
 
         parameters = list(layer.parameters())
     else:

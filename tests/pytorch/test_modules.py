@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -87,15 +89,25 @@ def test_buffer_does_not_alias_callers_tensor():
     assert module.weight.tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
-def test_repr_shows_gamma_alpha_and_reduction():
+def test_repr_shows_the_whole_configuration():
     assert repr(focalkit.FocalLoss(gamma=1.5, alpha=[0.25, 0.75])) == (
-        "FocalLoss(gamma=1.5, alpha=[0.25, 0.75], reduction='mean')"
+        "FocalLoss(gamma=1.5, alpha=[0.25, 0.75], reduction='mean', weight=None, "
+        "ignore_index=-100, label_smoothing=0.0)"
     )
-    assert repr(focalkit.SigmoidFocalLoss(reduction="sum")) == (
-        "SigmoidFocalLoss(gamma=2.0, alpha=0.25, reduction='sum')"
+    assert repr(focalkit.SigmoidFocalLoss(reduction="sum", pos_weight=[2.0])) == (
+        "SigmoidFocalLoss(gamma=2.0, alpha=0.25, reduction='sum', weight=None, pos_weight=[2.0])"
     )
-    assert "alpha=tensor of shape (10,)" in repr(focalkit.NLLFocalLoss(alpha=[0.1] * 10))
-    assert "alpha=None" in repr(focalkit.BinaryFocalLoss(alpha=None))
+    assert repr(focalkit.LinearFocalLoss([1.0, 2.0], 0, label_smoothing=0.1, chunk_size=8)) == (
+        "LinearFocalLoss(gamma=2.0, alpha=None, reduction='mean', weight=[1.0, 2.0], "
+        "ignore_index=0, label_smoothing=0.1, chunk_size=8)"
+    )
+    assert repr(focalkit.NLLFocalLoss(alpha=[0.1] * 10, ignore_index=3)) == (
+        "NLLFocalLoss(gamma=2.0, alpha=tensor of shape (10,), reduction='mean', weight=None, "
+        "ignore_index=3)"
+    )
+    assert repr(focalkit.BinaryFocalLoss(weight=[1.0, 3.0], alpha=None)) == (
+        "BinaryFocalLoss(gamma=2.0, alpha=None, reduction='mean', weight=[1.0, 3.0])"
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,3 +156,67 @@ def test_module_trains_a_model():
         criterion(model(X), targets).backward()
         optimizer.step()
     assert criterion(model(X), targets).item() < first / 2
+
+
+_LOG_PROBS = X.log_softmax(1)
+# Each module beside its function, called on data the settings fit.
+MODULE_AND_FUNCTION = {
+    focalkit.FocalLoss: lambda **kw: focalkit.softmax_focal_loss(X, T, **kw),
+    focalkit.NLLFocalLoss: lambda **kw: focalkit.nll_focal_loss(_LOG_PROBS, T, **kw),
+    focalkit.SigmoidFocalLoss: lambda **kw: focalkit.sigmoid_focal_loss(X, Y, **kw),
+    focalkit.BinaryFocalLoss: lambda **kw: focalkit.binary_focal_loss(X.sigmoid(), Y, **kw),
+    focalkit.LinearFocalLoss: lambda **kw: focalkit.linear_softmax_focal_loss(
+        X, torch.eye(4), T, **kw
+    ),
+}
+BAD_SETTINGS = {
+    "reduction": ["avg", None],
+    "gamma": [-1.0, float("nan"), float("inf"), "2", True, None],
+    "alpha": [-0.5, 1.5, False, True, [1.0, None, 2.0, 1.0], [0.5, -0.5, 0.5, 0.5], "balanced"],
+    "weight": ["heavy", [1.0, None, 1.0, 1.0], [True] * 4, True],
+    "pos_weight": ["heavy", [1.0, None, 1.0, 1.0], False],
+    "ignore_index": [1.5, True, 2**63, None],
+    "label_smoothing": [1.5, -0.1, True, "0.1", None],
+    "chunk_size": [0, -3, True, 2.5, "8"],
+}
+CASES = [
+    (module, name, bad)
+    for module in MODULE_AND_FUNCTION
+    for name, values in BAD_SETTINGS.items()
+    if name in inspect.signature(module).parameters
+    for bad in values
+    if not (name == "alpha" and bad == 1.5 and module.__name__.startswith(("Focal", "NLL", "Lin")))
+]
+
+
+@pytest.mark.parametrize(("module", "name", "bad"), CASES, ids=repr)
+def test_every_setting_is_checked_at_construction_as_its_function_checks_it(module, name, bad):
+    function_name = {
+        "FocalLoss": "softmax_focal_loss",
+        "NLLFocalLoss": "nll_focal_loss",
+        "SigmoidFocalLoss": "sigmoid_focal_loss",
+        "BinaryFocalLoss": "binary_focal_loss",
+        "LinearFocalLoss": "linear_softmax_focal_loss",
+    }[module.__name__]
+    with pytest.raises((TypeError, ValueError)) as from_function:
+        MODULE_AND_FUNCTION[module](**{name: bad})
+    with pytest.raises(type(from_function.value)) as from_module:
+        module(**{name: bad})  # at construction, not at the first forward
+    expected = str(from_function.value).replace(f"{function_name}()", f"{module.__name__}()")
+    assert str(from_module.value) == expected
+
+
+@pytest.mark.parametrize(
+    "module", [focalkit.FocalLoss, focalkit.NLLFocalLoss, focalkit.LinearFocalLoss]
+)
+def test_per_class_settings_must_be_vectors_at_construction(module):
+    with pytest.raises(ValueError, match=r"weight must be a 1-D sequence with one value per class"):
+        module(weight=[[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"alpha must be a 1-D sequence with one value per class"):
+        module(alpha=[[1.0, 2.0]])
+    module(alpha=torch.tensor(0.5))  # a 0-d alpha scales every term, as in the function
+
+
+def test_linear_focal_loss_chunk_size_true_fails_when_built():
+    with pytest.raises(TypeError, match=r"^LinearFocalLoss\(\): chunk_size must be a positive int"):
+        focalkit.LinearFocalLoss(chunk_size=True)

@@ -214,18 +214,24 @@ def class_indices_dtype_error(
     )
 
 
-def check_per_class_length(name: str, shape: Sequence[int], num_classes: int, where: str) -> None:
-    """Raise unless a per-class vector (``weight``, ``alpha``) has shape ``(num_classes,)``."""
+def check_per_class_length(
+    name: str, shape: Sequence[int], num_classes: int | None, where: str
+) -> None:
+    """Raise unless a per-class vector (``weight``, ``alpha``) has shape ``(num_classes,)``.
+
+    ``num_classes=None`` (a module's setting, before any input is seen) checks only that it is
+    1-D.
+    """
     shape = tuple(shape)
+    classes = "" if num_classes is None else f" ({num_classes} classes)"
     if len(shape) != 1:
         raise ValueError(
-            f"{where}: {name} must be a 1-D sequence with one value per class "
-            f"({num_classes} classes), got shape {shape}"
+            f"{where}: {name} must be a 1-D sequence with one value per class{classes}, "
+            f"got shape {shape}"
         )
-    if shape[0] != num_classes:
+    if num_classes is not None and shape[0] != num_classes:
         raise ValueError(
-            f"{where}: {name} must have one value per class ({num_classes} classes), "
-            f"got {shape[0]} values"
+            f"{where}: {name} must have one value per class{classes}, got {shape[0]} values"
         )
 
 

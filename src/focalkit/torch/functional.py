@@ -759,12 +759,12 @@ def linear_softmax_focal_loss(
     input: Tensor,
     classifier: Tensor,
     target: Tensor,
+    *,
     bias: Tensor | None = None,
     weight: ArrayLike | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
-    *,
     gamma: float = 2.0,
     alpha: Alpha = None,
     chunk_size: int | None = None,
@@ -788,7 +788,9 @@ def linear_softmax_focal_loss(
         input: Hidden states, :math:`(*, D)`.
         classifier: The output layer's weight, :math:`(C, D)`, as ``nn.Linear.weight``.
         target: Class indices, :math:`(*)`.
-        bias: The output layer's bias, :math:`(C)`, or ``None``.
+        bias: The output layer's bias, :math:`(C)`, or ``None``. Keyword-only, as every
+            argument after ``target`` (like ``linear_bias`` in PyTorch's
+            ``linear_cross_entropy``), so that class weights are never taken for a bias.
         weight, ignore_index, reduction, label_smoothing, gamma, alpha: as in
             :func:`softmax_focal_loss`; ``gamma`` is a number here.
         chunk_size: Rows per chunk. Default: chosen from the shapes, about 32 MiB of logits.

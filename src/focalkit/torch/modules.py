@@ -1,9 +1,10 @@
 """``nn.Module`` wrappers: each holds its function's settings and calls it.
 
-Settings are checked at construction, so a bad one fails now rather than at step 40 000. Tensor
+Every setting is checked at construction, by the check and with the message of the function
+(``FocalLoss()`` names itself), so a bad one fails now rather than at step 40 000. Tensor
 settings (``weight``, ``pos_weight``, a per-class ``alpha``) are registered as buffers of those
 names, so ``.to(device)``, ``.half()`` and ``state_dict()`` carry them; a float ``alpha`` stays a
-float.
+float. The ``repr`` shows the whole configuration.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _buffer(value: ArrayLike | None, name: str, where: str) -> Tensor | None:
     return tensor.to(torch.get_default_dtype())
 
 
-def _describe(value: float | Tensor | None) -> str:
+def _describe(value: object) -> str:
     if isinstance(value, Tensor):
         if value.numel() <= 8:
             return str([round(v, 4) for v in value.detach().cpu().reshape(-1).tolist()])
@@ -40,45 +41,50 @@ def _describe(value: float | Tensor | None) -> str:
 
 
 class _FocalBase(nn.Module):
-    """Shared settings and ``repr`` of the focal-loss modules."""
+    """Shared settings, checks and ``repr`` of the focal-loss modules."""
 
     alpha: float | Tensor | None
+    weight: Tensor | None
+    _settings: tuple[str, ...] = ("gamma", "alpha", "reduction", "weight")  # shown by repr
+    # The softmax family takes alpha >= 0 and a weight per class; the binary one an alpha in
+    # [0, 1] and a weight broadcast to the input.
+    _softmax = True
 
-    def __init__(self, reduction: Reduction, gamma: float, where: str) -> None:
+    def __init__(
+        self, reduction: Reduction, gamma: float, alpha: Alpha, weight: ArrayLike | None
+    ) -> None:
         super().__init__()
+        where = f"{type(self).__name__}()"
+        softmax = self._softmax
         validation.check_reduction(reduction, where)
-        validation.check_gamma(gamma, where)
         self.reduction: Reduction = reduction
-        self.gamma = float(gamma)
-
-    def _set_alpha(self, alpha: Alpha, where: str, unit_interval: bool) -> None:
+        self.gamma = _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
         expected: validation.Expected = (
-            validation.UNIT_INTERVAL if unit_interval else validation.NONNEGATIVE
+            validation.NONNEGATIVE if softmax else validation.UNIT_INTERVAL
         )
         setting = _inputs.alpha_setting(alpha, expected, where)
         if isinstance(setting, float):
             self.alpha = setting
         else:
-            self.register_buffer("alpha", _buffer(setting, "alpha", where))
-
-    def _set_softmax_settings(
-        self,
-        weight: ArrayLike | None,
-        ignore_index: int,
-        label_smoothing: float,
-        alpha: Alpha,
-        where: str,
-    ) -> None:
-        """The settings the softmax losses share with ``nn.CrossEntropyLoss``, and alpha."""
-        validation.check_ignore_index(ignore_index, where)
-        validation.check_unit_interval("label_smoothing", label_smoothing, where)
+            buffer = _buffer(setting, "alpha", where)
+            if softmax and buffer is not None and buffer.dim() > 1:
+                validation.check_per_class_length("alpha", buffer.shape, None, where)
+            self.register_buffer("alpha", buffer)
         self.register_buffer("weight", _buffer(weight, "weight", where))
-        self._set_alpha(alpha, where, unit_interval=False)
+        if softmax and self.weight is not None:
+            validation.check_per_class_length("weight", self.weight.shape, None, where)
+
+    def _set_ignore_index(self, ignore_index: int) -> None:
+        validation.check_ignore_index(ignore_index, f"{type(self).__name__}()")
         self.ignore_index = int(ignore_index)
-        self.label_smoothing = float(label_smoothing)
+
+    def _set_label_smoothing(self, label_smoothing: float) -> None:
+        self.label_smoothing = _inputs.check_number(
+            "label_smoothing", label_smoothing, validation.UNIT_INTERVAL, f"{type(self).__name__}()"
+        )
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, alpha={_describe(self.alpha)}, reduction={self.reduction!r}"
+        return ", ".join(f"{name}={_describe(getattr(self, name))}" for name in self._settings)
 
 
 class FocalLoss(_FocalBase):
@@ -89,12 +95,13 @@ class FocalLoss(_FocalBase):
         >>> from focalkit import FocalLoss
         >>> criterion = FocalLoss(gamma=2.0, alpha=[0.25, 0.5, 0.25])
         >>> criterion
-        FocalLoss(gamma=2.0, alpha=[0.25, 0.5, 0.25], reduction='mean')
+        FocalLoss(gamma=2.0, alpha=[0.25, 0.5, 0.25], reduction='mean', weight=None,
+                  ignore_index=-100, label_smoothing=0.0)
         >>> criterion(torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([1]))
         tensor(0.5922)
     """
 
-    weight: Tensor | None
+    _settings = ("gamma", "alpha", "reduction", "weight", "ignore_index", "label_smoothing")
 
     def __init__(
         self,
@@ -106,8 +113,9 @@ class FocalLoss(_FocalBase):
         gamma: float = 2.0,
         alpha: Alpha = None,
     ) -> None:
-        super().__init__(reduction, gamma, "FocalLoss()")
-        self._set_softmax_settings(weight, ignore_index, label_smoothing, alpha, "FocalLoss()")
+        super().__init__(reduction, gamma, alpha, weight)
+        self._set_ignore_index(ignore_index)
+        self._set_label_smoothing(label_smoothing)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return functional.softmax_focal_loss(
@@ -132,7 +140,7 @@ class NLLFocalLoss(_FocalBase):
         tensor(0.1070)
     """
 
-    weight: Tensor | None
+    _settings = ("gamma", "alpha", "reduction", "weight", "ignore_index")
 
     def __init__(
         self,
@@ -143,12 +151,8 @@ class NLLFocalLoss(_FocalBase):
         gamma: float = 2.0,
         alpha: Alpha = None,
     ) -> None:
-        where = "NLLFocalLoss()"
-        super().__init__(reduction, gamma, where)
-        validation.check_ignore_index(ignore_index, where)
-        self.register_buffer("weight", _buffer(weight, "weight", where))
-        self._set_alpha(alpha, where, unit_interval=False)
-        self.ignore_index = int(ignore_index)
+        super().__init__(reduction, gamma, alpha, weight)
+        self._set_ignore_index(ignore_index)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return functional.nll_focal_loss(
@@ -173,8 +177,9 @@ class SigmoidFocalLoss(_FocalBase):
         tensor(0.0789)
     """
 
-    weight: Tensor | None
     pos_weight: Tensor | None
+    _settings = ("gamma", "alpha", "reduction", "weight", "pos_weight")
+    _softmax = False
 
     def __init__(
         self,
@@ -185,11 +190,8 @@ class SigmoidFocalLoss(_FocalBase):
         gamma: float = 2.0,
         alpha: Alpha = 0.25,
     ) -> None:
-        where = "SigmoidFocalLoss()"
-        super().__init__(reduction, gamma, where)
-        self.register_buffer("weight", _buffer(weight, "weight", where))
-        self.register_buffer("pos_weight", _buffer(pos_weight, "pos_weight", where))
-        self._set_alpha(alpha, where, unit_interval=True)
+        super().__init__(reduction, gamma, alpha, weight)
+        self.register_buffer("pos_weight", _buffer(pos_weight, "pos_weight", "SigmoidFocalLoss()"))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return functional.sigmoid_focal_loss(
@@ -213,7 +215,7 @@ class BinaryFocalLoss(_FocalBase):
         tensor(0.0050)
     """
 
-    weight: Tensor | None
+    _softmax = False
 
     def __init__(
         self,
@@ -223,10 +225,7 @@ class BinaryFocalLoss(_FocalBase):
         gamma: float = 2.0,
         alpha: Alpha = 0.25,
     ) -> None:
-        where = "BinaryFocalLoss()"
-        super().__init__(reduction, gamma, where)
-        self.register_buffer("weight", _buffer(weight, "weight", where))
-        self._set_alpha(alpha, where, unit_interval=True)
+        super().__init__(reduction, gamma, alpha, weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return functional.binary_focal_loss(
@@ -255,7 +254,7 @@ class LinearFocalLoss(_FocalBase):
         torch.Size([])
     """
 
-    weight: Tensor | None
+    _settings = (*FocalLoss._settings, "chunk_size")
 
     def __init__(
         self,
@@ -268,14 +267,11 @@ class LinearFocalLoss(_FocalBase):
         alpha: Alpha = None,
         chunk_size: int | None = None,
     ) -> None:
-        where = "LinearFocalLoss()"
-        super().__init__(reduction, gamma, where)
-        self._set_softmax_settings(weight, ignore_index, label_smoothing, alpha, where)
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(
-                f"{where}: chunk_size must be a positive int or None, got {chunk_size!r}"
-            )
-        self.chunk_size = chunk_size
+        super().__init__(reduction, gamma, alpha, weight)
+        self._set_ignore_index(ignore_index)
+        self._set_label_smoothing(label_smoothing)
+        validation.check_positive_int("chunk_size", chunk_size, "LinearFocalLoss()", optional=True)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
 
     def forward(
         self, input: Tensor, classifier: Tensor, target: Tensor, bias: Tensor | None = None
@@ -284,11 +280,11 @@ class LinearFocalLoss(_FocalBase):
             input,
             classifier,
             target,
-            bias,
-            self.weight,
-            self.ignore_index,
-            self.reduction,
-            self.label_smoothing,
+            bias=bias,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
             gamma=self.gamma,
             alpha=self.alpha,
             chunk_size=self.chunk_size,
