@@ -25,14 +25,18 @@ with :math:`Q = q \alpha w` the weighted target distribution (one-hot for class 
 the sum has one term). For :math:`\gamma \ge 1` every factor is bounded, so the kernels use this
 form as it stands; below 1 (or for a tensor ``gamma``) they use
 :math:`f'(s) = u^\gamma (\gamma p s / u - 1)` with :math:`u` clamped away from 0, where
-:math:`u^\gamma` vanishes. Sigmoid, per element with :math:`m = 1 - p_t`, :math:`d = 1 - 2y`
-and :math:`B` the BCE:
+:math:`u^\gamma` vanishes. Sigmoid, per element with :math:`m = 1 - p_t`, :math:`B` the BCE
+and :math:`q = \sigma(-x) = 1 - p`:
 
 .. math::
     \ell = \alpha_t m^\gamma B, \qquad
     \frac{\partial \ell}{\partial x} = \alpha_t m^{\gamma - 1}
-    \left(\gamma p (1 - p) d B + m B'\right),
-    \quad B' = w \left((1 - y) p - p_w\, y\, (1 - p)\right).
+    \left(\gamma p q (1 - 2y) B + m B'\right),
+    \quad B' = w \left((1 - y) p - p_w\, y\, q\right),
+
+where :math:`m = y q + (1 - y) p` and :math:`B` (from softplus) are sums of terms of one sign,
+each from the logit: confident predictions keep their relative precision (see
+:func:`_sigmoid_chunk`).
 """
 
 from __future__ import annotations
@@ -513,7 +517,13 @@ def _sigmoid_forward(
     if reduction == "none":
         losses = torch.empty(batched.shape, dtype=compute_dtype, device=input.device)
     total = torch.zeros((), dtype=compute_dtype, device=input.device)
-    for chunk in row_chunks(rows, batched[:1].numel(), SIGMOID_CHUNK):
+    row_elements = batched[:1].numel()
+    scratch = Scratch(
+        (min(rows, _chunk_rows(row_elements, SIGMOID_CHUNK)), *batched.shape[1:]),
+        compute_dtype,
+        input.device,
+    )
+    for chunk in row_chunks(rows, row_elements, SIGMOID_CHUNK):
         loss, grad = _sigmoid_chunk(
             batched[chunk].to(compute_dtype),
             y(chunk),
@@ -523,10 +533,10 @@ def _sigmoid_forward(
             g(chunk),
             with_grad=needs_grad,
             grad_into=unit_grad[chunk] if direct else None,  # type: ignore[index]
+            loss_into=None if losses is None else losses[chunk],
+            scratch=scratch,
         )
-        if losses is not None:
-            losses[chunk] = loss
-        else:
+        if losses is None:
             total = total + loss.sum()
         if unit_grad is not None and not direct:
             unit_grad[chunk] = grad
@@ -551,101 +561,126 @@ def _sigmoid_chunk(
     *,
     with_grad: bool,
     grad_into: Tensor | None = None,
+    loss_into: Tensor | None = None,
+    scratch: Scratch | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Loss and gradient of a chunk, in few element-wise passes (each one a parallel region).
 
-    The gradient is written into ``grad_into`` when one is given. With :math:`d = 1 - 2y`,
-    :math:`m = 1 - p_t = y + p d`, the BCE :math:`B` and its slope :math:`B'`, and for
-    ``gamma >= 1`` the bounded :math:`g = m^{\gamma - 1}`:
+    The gradient is written into ``grad_into`` and the loss into ``loss_into`` when they are
+    given; every other buffer comes from ``scratch`` (fresh ones without it). Every quantity
+    below is a sum or a product of terms of one sign, each taken from the logit, so the loss and
+    its gradient keep their relative precision however confident the prediction: ``1 - p`` is
+    never formed as a difference. With :math:`p = \sigma(x)`, :math:`q = \sigma(-x)` and
+    :math:`\mathrm{sp} = \mathrm{softplus}`:
 
     .. math::
-        \ell = c\, m B, \qquad
-        \frac{\partial \ell}{\partial x} = c \left(\gamma p (1 - p) d B + m B'\right),
-        \qquad c = \alpha_t w g, \quad \alpha_t = \tfrac12 + (\tfrac12 - \alpha) d.
+        m = 1 - p_t = y q + (1 - y) p, \qquad m' = p q (1 - 2 y) = p q - 2 p\, y q, \\
+        b = p_w\, y\, \mathrm{sp}(-x) + (1 - y)\, \mathrm{sp}(x), \qquad
+        b' = (1 - y) p - p_w\, y\, q = m - (1 + p_w)\, y q,
+
+    and, with :math:`c = \alpha_t w` and :math:`\alpha_t = (1 - \alpha) + (2 \alpha - 1) y`,
+
+    .. math::
+        \ell = c\, m^\gamma b, \qquad
+        \frac{\partial \ell}{\partial x} = c\, m^{\gamma - 1} \left(\gamma m' b + m b'\right).
+
+    That form is bounded for ``gamma >= 1``; below 1 (or for a tensor ``gamma``) the gradient is
+    taken as :math:`c\, m^\gamma (\gamma (m' / m) b + b')`, where :math:`|m' / m| \le 1`.
     """
+
+    def out(name: str) -> Tensor | None:  # None: a fresh tensor
+        return None if scratch is None else scratch.take(name, x.shape[0])
+
     y = y.to(x.dtype)
-    if isinstance(gamma, Tensor) or gamma < 1:
-        loss, grad = _sigmoid_chunk_any_gamma(x, y, weight, pos_weight, alpha, gamma, with_grad)
-        return loss, grad if grad_into is None else grad_into.copy_(grad)
-    p = torch.sigmoid(x)
-    bce = F.binary_cross_entropy_with_logits(x, y, pos_weight=pos_weight, reduction="none")
-    d = torch.rsub(y, 1.0, alpha=2.0)
-    m = torch.addcmul(y, p, d)
-    coef = None
+    not_y = torch.sub(_as_tensor(1.0, x), y, out=out("not_y"))
+    positive = y if pos_weight is None else torch.mul(y, pos_weight, out=out("positive"))
+    # b: sp(x) = L + max(x, 0) and sp(-x) = L + max(-x, 0), with L = log1p(e^-|x|) taken once
+    minus_x = torch.neg(x, out=out("minus_x"))
+    bce = torch.minimum(x, minus_x, out=out("bce")).exp_().log1p_()
+    if pos_weight is not None:
+        bce.mul_(torch.add(positive, not_y, out=out("spare")))
+    part = torch.clamp_min(x, 0.0, out=out("part"))
+    bce.addcmul_(part, not_y)
+    bce.addcmul_(torch.clamp_min(minus_x, 0.0, out=part), positive)
+    p, q = torch.sigmoid(x, out=out("p")), minus_x.sigmoid_()
+    y_q = torch.mul(y, q, out=part)
+    m = torch.addcmul(y_q, not_y, p, out=out("m"))
+    del minus_x, not_y, positive
+    below_one = isinstance(gamma, Tensor) or gamma < 1
+    focal = None  # m^gamma below 1, else m^(gamma - 1)
+    if below_one:
+        focal = torch.pow(m, gamma, out=out("focal"))
+    elif gamma == 2:
+        focal = m
+    elif gamma != 1:
+        focal = torch.pow(m, gamma - 1.0, out=out("focal"))
+    coef = None  # alpha_t w times focal
+    owned = False  # coef may be multiplied in place only while it is our own
     if alpha is not None:
-        half = _as_tensor(0.5, x)
-        if isinstance(alpha, Tensor):
-            coef = torch.addcmul(half, 0.5 - alpha, d)
-        else:
-            coef = torch.add(half, d, alpha=0.5 - alpha)
-    owned = coef is not None  # coef may be multiplied in place only while it is our own
-    for factor in (weight, None if gamma == 1 else m if gamma == 2 else m.pow(gamma - 1.0)):
+        coef = torch.addcmul(
+            _as_tensor(1.0 - alpha, x), y, _as_tensor(2.0 * alpha - 1.0, x), out=out("coef")
+        )
+        owned = True
+    for factor in (weight, focal):
         if factor is None:
             continue
         if coef is None:
-            coef = factor
+            coef, owned = factor, factor is focal and focal is not m
         elif owned:
             coef.mul_(factor)
         else:
-            coef, owned = coef * factor, True
-    loss = bce * m
-    if coef is not None:
-        loss.mul_(coef)
-    if not with_grad:
-        return loss, loss
-    grad = grad_into if grad_into is not None else torch.empty_like(x)
-    spread = torch.addcmul(p, p, p, value=-1.0).mul_(d)  # p (1 - p) d
-    if pos_weight is None:  # B' = p - y
-        torch.sub(p, y, out=grad)
-    else:  # B' = (1 - y) p - pw y (1 - p) = p (1 + (pw - 1) y) - pw y
-        positive = y * pos_weight
-        torch.addcmul(p, p, positive - y, out=grad).sub_(positive)
-    grad.mul_(m).addcmul_(spread, bce, value=gamma)
-    return loss, grad if coef is None else grad.mul_(coef)
+            coef, owned = torch.mul(coef, factor, out=out("coef")), True
+    grad = None
+    if with_grad:
+        if grad_into is not None:
+            grad = grad_into
+        else:
+            grad = torch.empty_like(x) if scratch is None else scratch.take("grad", x.shape[0])
+        slope = q.add_(y_q, alpha=-2.0).mul_(p)  # m' = p (q - 2 y q)
+        if pos_weight is None:  # b' = m - 2 y q
+            torch.add(m, y_q, alpha=-2.0, out=grad)
+        else:
+            shifted = torch.add(pos_weight, 1.0, out=out("spare"))
+            torch.addcmul(m, y_q, shifted, value=-1.0, out=grad)
+        if below_one:  # b' + gamma (m' / m) b; m' / m is finite where m underflows to 0
+            slope.div_(m.clamp_min_(torch.finfo(x.dtype).tiny)).mul_(bce)
+            if isinstance(gamma, Tensor):
+                grad.addcmul_(slope, gamma)
+            else:
+                grad.add_(slope, alpha=gamma)
+        else:  # m b' + gamma m' b
+            grad.mul_(m).addcmul_(slope, bce, value=float(gamma))
+        if coef is not None:
+            grad.mul_(coef)
+    # The loss last, c m^gamma b, in a buffer that is no longer read.
+    if coef is None:  # gamma = 1, no alpha, no weight
+        loss = torch.mul(bce, m, out=loss_into) if loss_into is not None else bce.mul_(m)
+    elif below_one:
+        loss = torch.mul(coef, bce, out=loss_into if loss_into is not None else out("loss"))
+    else:
+        loss = torch.mul(coef, m, out=loss_into if loss_into is not None else out("loss"))
+        loss.mul_(bce)
+    return loss, loss if grad is None else grad
 
 
-def _sigmoid_chunk_any_gamma(
-    x: Tensor,
-    y: Tensor,
-    weight: Tensor | None,
-    pos_weight: Tensor | None,
-    alpha: float | Tensor | None,
-    gamma: float | Tensor,
-    with_grad: bool,
-) -> tuple[Tensor, Tensor]:
-    """The sigmoid chunk for a tensor ``gamma`` or one below 1, where ``m^(gamma - 1)`` is
-    unbounded: the slope of ``m^gamma`` is written as ``gamma m^gamma p (1 - p) d / m``."""
-    p = torch.sigmoid(x)
-    q = torch.rsub(p, 1.0)
-    log_p = F.logsigmoid(x)
-    # BCE = (1 - y) x - (1 + (pw - 1) y) log p = -[pw y log p + (1 - y) log(1 - p)]
-    if pos_weight is None:
-        bce = torch.addcmul(x - log_p, y, x, value=-1.0)
-    else:
-        bce = torch.addcmul(x, y, x, value=-1.0).sub_(
-            torch.addcmul(torch.ones_like(y), y, pos_weight - 1.0).mul_(log_p)
-        )
-    one_minus_pt = torch.addcmul(p, y, q - p)  # y q + (1 - y) p
-    scale = one_minus_pt.pow(gamma)
-    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
-        scale.mul_(torch.addcmul(_as_tensor(1.0 - alpha, x), y, _as_tensor(2.0 * alpha - 1.0, x)))
-    if weight is not None:
-        scale.mul_(weight)
-    loss = scale * bce
-    if not with_grad:
-        return loss, loss
-    # dBCE/dx = (1 - y) p - pw y (1 - p);  without pos_weight that is p - y.
-    if pos_weight is None:
-        bce_slope = p - y
-    else:
-        bce_slope = torch.addcmul(p, y, torch.addcmul(p, pos_weight, q), value=-1.0)
-    # p (1 - p) / (1 - p_t): where 1 - p_t = 0 its factor (1 - p_t)^gamma is 0, so any finite
-    # value does; the clamp keeps it finite.
-    tiny = torch.finfo(x.dtype).tiny
-    ratio = (
-        (p * q).div_(one_minus_pt.clamp_min_(tiny)).mul_(bce).mul_(torch.rsub(y, 1.0, alpha=2.0))
-    )
-    return loss, bce_slope.add_(ratio.mul_(gamma)).mul_(scale)
+class Scratch:
+    """Chunk-sized buffers, each reused by every chunk of one call.
+
+    A fresh buffer of a chunk's size costs more than several passes over one already in use
+    (its pages are faulted in and zeroed), so the element-wise kernels write into these.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.buffers: dict[str, Tensor] = {}
+
+    def take(self, name: str, rows: int) -> Tensor:
+        """The buffer ``name``'s first ``rows`` rows; its contents are whatever was left."""
+        buffer = self.buffers.get(name)
+        if buffer is None:
+            buffer = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+            self.buffers[name] = buffer
+        return buffer[:rows]
 
 
 def _as_tensor(value: float | Tensor, like: Tensor) -> Tensor:

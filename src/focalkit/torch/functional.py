@@ -593,7 +593,12 @@ def sigmoid_focal_loss(
 
     def definition(input: Tensor) -> Tensor:
         x = input.to(compute_dtype)
-        loss = F.binary_cross_entropy_with_logits(x, y, w, reduction="none", pos_weight=pw)
+        # BCE as two terms of one sign, each from a log-sigmoid: exact in the tails, where
+        # binary_cross_entropy_with_logits's (1 - y) x - log p cancels (x = -20, y = 0: 0).
+        positive = y if pw is None else pw * y
+        loss = -(positive * F.logsigmoid(x) + (1.0 - y) * F.logsigmoid(-x))
+        if w is not None:
+            loss = loss * w
         if isinstance(gamma, Tensor) or gamma != 0:
             loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
         return reduce(binary_coefficient(loss, y, None, a), reduction)
