@@ -51,8 +51,9 @@ docs: install
 	$(SPHINX) docs docs/_build/html
 	@echo "The reference is in docs/_build/html/index.html"
 
+# --force: each run rewrites focalkit-report/ (ignored by git) instead of refusing to.
 demo: install-demo
-	$(BIN)/focalkit demo
+	$(BIN)/focalkit demo --force
 
 bench: install
 	cd benchmarks && for script in softmax_focal.py sigmoid_focal.py fused_linear.py; do \

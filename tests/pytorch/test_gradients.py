@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracles import sigmoid_focal_reference
 from torch.autograd import gradcheck, gradgradcheck
 
 import focalkit
@@ -177,3 +178,79 @@ def test_nll_gradient_at_minus_infinity_is_minus_one():
     log_probs = torch.tensor([[-torch.inf, 0.0]], dtype=torch.float64, requires_grad=True)
     focalkit.nll_focal_loss(log_probs, torch.tensor([0]), gamma=0.5).backward()
     assert log_probs.grad.tolist() == [[-1.0, 0.0]]
+
+
+# ------------------------------------------------------ gradients with respect to the target
+
+
+def _sigmoid_options(gamma):
+    return {
+        "weight": torch.tensor([0.7, 1.0, 1.5, 2.0], dtype=torch.float64),
+        "pos_weight": torch.tensor([1.0, 2.0, 3.0, 0.5], dtype=torch.float64),
+        "gamma": gamma,
+        "alpha": 0.25,
+    }
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_sigmoid_gradcheck_with_respect_to_soft_targets(gamma):
+    generator = torch.Generator().manual_seed(3)
+    target = torch.rand(3, 4, generator=generator, dtype=torch.float64) * 0.9 + 0.05
+    options = _sigmoid_options(gamma)
+
+    def loss(x, y):
+        return focalkit.sigmoid_focal_loss(x, y, **options)
+
+    inputs = (_logits(3, 4), target.requires_grad_())
+    assert gradcheck(loss, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+    assert gradgradcheck(loss, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_sigmoid_gradient_with_respect_to_hard_targets_matches_the_formula(gamma):
+    # At y in {0, 1} a central difference would leave [0, 1]: compare with autograd of the plain
+    # float64 formula and with one-sided second-order differences, first and second derivatives.
+    x = _logits(3, 4, seed=4, scale=3.0).detach()
+    target = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    target = target.to(torch.float64)
+    options = _sigmoid_options(gamma)
+
+    def loss(y, fn=focalkit.sigmoid_focal_loss):
+        return fn(x, y, reduction="sum", **options)
+
+    y = target.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(loss(y), y, create_graph=True)
+    (second,) = torch.autograd.grad(grad.sum(), y)
+    reference_y = target.clone().requires_grad_()
+    reference = loss(reference_y, fn=sigmoid_focal_reference)
+    (expected,) = torch.autograd.grad(reference, reference_y, create_graph=True)
+    (expected_second,) = torch.autograd.grad(expected.sum(), reference_y)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(second, expected_second, rtol=1e-9, atol=1e-12)
+    # (-3 f(y) + 4 f(y + h) - f(y + 2 h)) / (2 h), stepping into [0, 1]
+    flat = target.reshape(-1)
+    step = torch.where(flat == 0, 1e-5, -1e-5)
+    differences = torch.empty_like(flat)
+    with torch.no_grad():
+        for i in range(flat.numel()):
+            values = []
+            for k in range(3):
+                moved = flat.clone()
+                moved[i] += k * step[i]
+                values.append(float(loss(moved.view_as(target))))
+            differences[i] = (-3 * values[0] + 4 * values[1] - values[2]) / (2 * step[i])
+    torch.testing.assert_close(grad.detach().reshape(-1), differences, rtol=1e-4, atol=1e-8)
+
+
+def test_sigmoid_target_gradient_example():
+    x = torch.tensor([-1.5, 2.0])
+    y = torch.tensor([0.0, 1.0], requires_grad=True)
+    focalkit.sigmoid_focal_loss(x, y, gamma=2.0, alpha=None, reduction="sum").backward()
+    # d/dy [(1 - p_t)^2 BCE]: (1 - p_t) = y q + (1 - y) p, BCE = -(y log p + (1 - y) log q)
+    p = torch.sigmoid(x.double())
+    q = 1 - p
+    m = y.detach().double() * q + (1 - y.detach().double()) * p
+    bce = -(y.detach().double() * p.log() + (1 - y.detach().double()) * q.log())
+    expected = 2 * m * (q - p) * bce + m**2 * (q.log() - p.log())
+    torch.testing.assert_close(y.grad, expected.float(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(y.grad, torch.tensor([0.0966, -0.0515]), rtol=0, atol=1e-4)

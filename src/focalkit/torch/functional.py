@@ -7,6 +7,7 @@ Each function here is the single definition of its loss; the modules in
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -506,18 +507,28 @@ def _binary_alpha(alpha: Alpha, x: Tensor, where: str) -> float | Tensor | None:
 def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     r""":math:`\log(1 - p_t) = \log(y \sigma(-x) + (1 - y) \sigma(x))`, from log-sigmoids.
 
-    Finite at any finite logit, with finite derivatives of every order: hard labels take
-    ``logsigmoid`` directly; soft ones a log-add-exp whose arguments are kept finite in both
-    branches of the ``where``. (``torch.logaddexp``'s second derivative is NaN once its arguments
-    differ by more than ~88 in float32, so it is written out.)
+    Finite at any finite logit, with finite derivatives of every order, in ``x`` and in ``y``.
+    Soft labels take a log-add-exp whose arguments are kept finite in both branches of the
+    ``where`` (``torch.logaddexp``'s second derivative is NaN once its arguments differ by more
+    than ~88 in float32, so it is written out). A hard label takes the log-sigmoid itself, times
+    a factor that is exactly 1 there but carries the derivatives in ``y``: at :math:`y = 1`,
+    :math:`1 - p_t = \sigma(-x) (1 + (1 - y)(e^x - 1))`, and at :math:`y = 0`,
+    :math:`\sigma(x) (1 + y (e^{-x} - 1))`.
     """
     log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
-    hard = (y == 0) | (y == 1)
-    y_soft = torch.where(hard, torch.full_like(y, 0.5), y)
+    at_one, at_zero = y == 1, y == 0
+    y_soft = torch.where(at_one | at_zero, torch.full_like(y, 0.5), y)
     first, second = y_soft.log() + log_1mp, torch.log1p(-y_soft) + log_p
     larger = torch.maximum(first, second)
     soft = larger + torch.log1p(torch.exp(torch.minimum(first, second) - larger))
-    return torch.where(y == 1, log_1mp, torch.where(y == 0, log_p, soft))
+    # e^{|x|} - 1 stays finite (beyond, its factor 1 - y or y is 0); the other elements read
+    # y = 1 (y = 0), so that no branch holds a non-finite value or derivative.
+    limit = math.log(torch.finfo(x.dtype).max) - 1.0
+    y_one = torch.where(at_one, y, torch.ones_like(y))
+    y_zero = torch.where(at_zero, y, torch.zeros_like(y))
+    one = log_1mp + torch.log1p((1.0 - y_one) * torch.expm1(x.clamp(max=limit)))
+    zero = log_p + torch.log1p(y_zero * torch.expm1((-x).clamp(max=limit)))
+    return torch.where(at_one, one, torch.where(at_zero, zero, soft))
 
 
 def sigmoid_focal_loss(
