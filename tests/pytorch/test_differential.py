@@ -202,6 +202,12 @@ def elementwise_cases(draw: st.DrawFn, name: str) -> dict[str, Any]:
 
 
 @SETTINGS
+@given(elementwise_cases("sigmoid"))
+def test_sigmoid(case: dict[str, Any]) -> None:
+    check_elementwise("sigmoid", case.pop("x"), case.pop("target"), **case)
+
+
+@SETTINGS
 @given(elementwise_cases("binary"))
 def test_binary(case: dict[str, Any]) -> None:
     check_elementwise("binary", case.pop("x"), case.pop("target"), **case)

@@ -511,6 +511,20 @@ def _binary_targets(shape: tuple[int, ...], kind: str, seed: int) -> torch.Tenso
     )
 
 
+@pytest.mark.parametrize("gamma", [*GAMMAS, "per_element"])
+@pytest.mark.parametrize("option", ELEMENTWISE_OPTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_sigmoid_option_grid(option: str, gamma: float | str, dtype: torch.dtype) -> None:
+    shape = (3, 4)
+    x = spread_logits(shape, seed=23).to(dtype)
+    g = _element_gamma(shape) if gamma == "per_element" else float(gamma)
+    for kind, reduction in (("float", "none"), ("soft", "none"), ("float", "mean")):
+        target = _binary_targets(shape, kind, seed=4).to(dtype)
+        check_elementwise(
+            "sigmoid", x, target, reduction=reduction, gamma=g, **ELEMENTWISE_OPTIONS[option]
+        )
+
+
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("option", ["plain", "alpha_float", "alpha_per_class", "weight"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -521,6 +535,21 @@ def test_binary_option_grid(option: str, gamma: float, dtype: torch.dtype) -> No
         target = _binary_targets(shape, kind, seed=4).to(dtype)
         check_elementwise(
             "binary", probs, target, reduction=reduction, gamma=gamma, **ELEMENTWISE_OPTIONS[option]
+        )
+
+
+@pytest.mark.parametrize("kind", ["float", "bool", "int64", "uint8"])
+@pytest.mark.parametrize("name", ["unbatched", "4d", "transposed", "sliced", "channels_last"])
+def test_elementwise_layouts_and_target_dtypes(name: str, kind: str) -> None:
+    shape = SHAPES[name]
+    x = spread_logits(shape, seed=3).float()
+    target = layout(_binary_targets(shape, kind, seed=8), name)
+    for reduction in REDUCTIONS:
+        check_elementwise(
+            "sigmoid", x, target, reduction=reduction, gamma=2.0, alpha=0.25, memory=name
+        )
+        check_elementwise(
+            "binary", x.sigmoid(), target, reduction=reduction, gamma=0.5, alpha=None, memory=name
         )
 
 
@@ -549,6 +578,17 @@ def test_elementwise_gamma0_is_torch_bce(option: str, reduction: str) -> None:
 # --------------------------------------------------------------------------- the tails
 
 TAIL_LOGITS = [1e-3, 0.1, 1.0, 5.0, 10.0, 17.0, 20.0, 30.0, 40.0, 60.0, 80.0, 1e4]
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_sigmoid_tails(gamma: float, dtype: torch.dtype) -> None:
+    # every logit of either sign against either label: confident right and confident wrong
+    magnitudes = torch.tensor(TAIL_LOGITS, dtype=torch.float64)
+    x = torch.cat([magnitudes, -magnitudes]).repeat(2).to(dtype)
+    y = torch.cat([torch.ones(2 * len(TAIL_LOGITS)), torch.zeros(2 * len(TAIL_LOGITS))]).to(dtype)
+    for alpha in (None, 0.25):
+        check_elementwise("sigmoid", x, y, reduction="none", gamma=gamma, alpha=alpha)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
