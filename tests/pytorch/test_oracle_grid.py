@@ -625,6 +625,20 @@ def test_binary_tails(gamma: float, dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_sigmoid_gradient_with_respect_to_the_target(gamma: float, kind: str) -> None:
+    x = torch.tensor([-1.5, 2.0, 0.3, -4.0], dtype=torch.float64)
+    y = torch.tensor(
+        [0.0, 1.0, 1.0, 0.0] if kind == "hard" else [0.2, 0.9, 0.5, 0.1], dtype=torch.float64
+    )
+    target = y.clone().requires_grad_()
+    focalkit.sigmoid_focal_loss(x, target, reduction="sum", gamma=gamma, alpha=0.25).backward()
+    twin = y.clone().requires_grad_()
+    sigmoid_focal_reference(x, twin, reduction="sum", gamma=gamma, alpha=0.25).backward()
+    torch.testing.assert_close(target.grad, twin.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_gradients_with_respect_to_settings_and_probability_targets(gamma: float) -> None:
     # autograd through focalkit w.r.t. weight, alpha and probability targets is
     # autograd through the float64 formulas
