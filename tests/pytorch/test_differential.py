@@ -10,8 +10,10 @@ oracles, the error of ``log_softmax`` allowed through the focal factor).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -26,6 +28,16 @@ from test_oracle_grid import (
 )
 
 import focalkit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: every tensor here is tiny, and a pool of them only costs time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 FLOAT_DTYPES = [torch.float32, torch.float64]

@@ -18,7 +18,7 @@ an absolute floor applies.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,16 @@ from oracles import (
 )
 
 import focalkit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: every tensor here is tiny, and a pool of them only costs time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 REDUCTIONS = ["none", "mean", "sum"]
 GAMMAS = [0.0, 0.5, 1.0, 2.0, 3.7]
