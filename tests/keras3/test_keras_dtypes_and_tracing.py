@@ -6,9 +6,14 @@ import keras
 import numpy as np
 import pytest
 from keras_backend import to_numpy
-from oracles import softmax_focal_oracle
+from oracles import sigmoid_focal_oracle, softmax_focal_oracle
 
-from focalkit.keras import SparseCategoricalFocalCrossentropy
+from focalkit.keras import (
+    SparseCategoricalFocalCrossentropy,
+    binary_focal_crossentropy,
+    categorical_focal_crossentropy,
+    sparse_categorical_focal_crossentropy,
+)
 
 ALPHA = [0.2, 0.3, 0.5]
 
@@ -33,3 +38,44 @@ def test_sparse_loss_with_a_half_dtype_checks_its_labels_and_matches_float64(dty
     np.testing.assert_allclose(to_numpy(keras.ops.cast(value, "float32")), expected, rtol=rtol)
     with pytest.raises(ValueError, match=r"y_true class indices must be in \[0, 3\); got 5"):
         loss(np.array([0, 5, 1, 1, 1, 1]), x)
+
+
+FLOAT64 = keras.backend.standardize_dtype(keras.ops.convert_to_tensor(np.zeros(1)).dtype)
+
+
+def test_float64_predictions_with_per_class_settings_compute_in_float64():
+    # TensorFlow refused to multiply the float32 per-class vector into a float64 loss; Keras's torch
+    # backend rounded float64 to float32 in ops.mean, ops.power's exponent, maximum and minimum.
+    # (JAX keeps float64 as float32 unless jax_enable_x64 is set.)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3)) * 2
+    p = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+    labels = np.array([0, 2, 1, 2, 0, 1])
+    one_hot = np.eye(3)[labels]
+    soft = np.full((6, 3), 0.3)
+    class_weight = [0.5, 1.0, 2.0]
+    gamma = 1.7  # not a float32 number
+    cases = {
+        "sparse": (
+            sparse_categorical_focal_crossentropy(
+                labels, x, gamma=gamma, alpha=ALPHA, from_logits=True
+            ),
+            softmax_focal_oracle(x, labels, gamma=gamma, alpha=ALPHA, reduction="none"),
+        ),
+        "categorical on probabilities": (
+            categorical_focal_crossentropy(one_hot, p, gamma=gamma, alpha=ALPHA),
+            softmax_focal_oracle(np.log(p), labels, gamma=gamma, alpha=ALPHA, reduction="none"),
+        ),
+        "binary": (
+            binary_focal_crossentropy(
+                soft, x, gamma=gamma, alpha=0.25, class_weight=class_weight, from_logits=True
+            ),
+            sigmoid_focal_oracle(
+                x, soft, gamma=gamma, alpha=0.25, weight=class_weight, reduction="none"
+            ).mean(-1),
+        ),
+    }
+    rtol = 1e-12 if FLOAT64 == "float64" else 1e-5
+    for name, (result, expected) in cases.items():
+        assert keras.backend.standardize_dtype(result.dtype) == FLOAT64, name
+        np.testing.assert_allclose(to_numpy(result), expected, rtol=rtol, err_msg=name)

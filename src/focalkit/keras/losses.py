@@ -154,11 +154,12 @@ def _match_rank(y_true: Tensor, y_pred: Tensor) -> Tensor:
     return y_true
 
 
-def _class_vector(value: Checked, num_classes: int, name: str, where: str) -> Tensor:
-    """A per-class setting as a ``(C,)`` float32 tensor (broadcasts on the last axis)."""
+def _class_vector(value: Checked, num_classes: int, name: str, where: str, dtype: Any) -> Tensor:
+    """A per-class setting as a ``(C,)`` tensor in the computation's ``dtype`` (float64 stays
+    float64; TensorFlow multiplies no float32 by a float64)."""
     if isinstance(value, tuple):
         validation.check_per_class_length(name, (len(value),), num_classes, where)
-    return ops.convert_to_tensor(np.asarray(value, dtype=np.float32))
+    return ops.convert_to_tensor(np.asarray(value, dtype=np.float64), dtype=dtype)
 
 
 def _traced(x: Tensor) -> bool:
@@ -218,7 +219,8 @@ def _undefined_labels(y_true: Tensor) -> Tensor | None:
     """
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_true.dtype)):
         return None
-    whole = ops.logical_and(ops.isfinite(y_true), ops.equal(y_true, ops.floor(y_true)))
+    # y - floor(y) in y's dtype: Keras's torch backend floors float64 in float32.
+    whole = ops.logical_and(ops.isfinite(y_true), ops.equal(y_true - ops.floor(y_true), 0))
     return ops.logical_not(whole)
 
 
@@ -262,7 +264,13 @@ def _categorical_parts(
     epsilon = keras.config.epsilon()
     output = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
     output = ops.clip(output, epsilon, 1.0 - epsilon)
-    return -ops.log(output), ops.power(1.0 - output, gamma)
+    return -ops.log(output), _power(1.0 - output, gamma)
+
+
+def _power(base: Tensor, exponent: float) -> Tensor:
+    """``base ** exponent``, the exponent in ``base``'s dtype (Keras's torch backend would round a
+    Python float exponent to float32, and a float64 result with it; so would ``ops.cast``)."""
+    return ops.power(base, ops.convert_to_tensor(exponent, dtype=base.dtype))
 
 
 def _finish(loss: Tensor, out_dtype: str) -> Tensor:
@@ -348,7 +356,7 @@ def _sparse(
     if gamma != 0:
         loss = ops.take_along_axis(modulating, index, axis=-1) * loss
     if isinstance(alpha, tuple):
-        per_class = _class_vector(alpha, num_classes, "alpha", where)
+        per_class = _class_vector(alpha, num_classes, "alpha", where, loss.dtype)
         loss = ops.take(per_class, index) * loss
     elif alpha is not None:
         loss = alpha * loss
@@ -435,7 +443,7 @@ def _categorical(
     minus_log_p, modulating = _categorical_parts(y_pred, from_logits, gamma, num_classes)
     terms = y_true * minus_log_p if gamma == 0 else y_true * modulating * minus_log_p
     if isinstance(alpha, tuple):
-        terms = terms * _class_vector(alpha, num_classes, "alpha", where)
+        terms = terms * _class_vector(alpha, num_classes, "alpha", where, terms.dtype)
     loss = ops.sum(terms, axis=-1)
     if alpha is not None and not isinstance(alpha, tuple):
         loss = alpha * loss
@@ -500,8 +508,10 @@ def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     hard = ops.logical_or(is_one, is_zero)
     y_soft = ops.where(hard, ops.full_like(y, 0.5), y)
     first, second = ops.log(y_soft) + log_1mp, ops.log1p(-y_soft) + log_p
-    larger = ops.maximum(first, second)
-    soft = larger + ops.log1p(ops.exp(ops.minimum(first, second) - larger))
+    # where, not maximum and minimum: Keras's type promotion makes those float32 on float64.
+    first_larger = ops.greater(first, second)
+    larger = ops.where(first_larger, first, second)
+    soft = larger + ops.log1p(ops.exp(ops.where(first_larger, second, first) - larger))
     return ops.where(is_one, log_1mp, ops.where(is_zero, log_p, soft))
 
 
@@ -531,16 +541,20 @@ def _binary(
         p = ops.clip(x, epsilon, 1.0 - epsilon)
         loss = -(y * ops.log(p) + (1.0 - y) * ops.log1p(-p))
         if gamma != 0:
-            loss = ops.power(y * (1.0 - p) + (1.0 - y) * p, gamma) * loss
+            loss = _power(y * (1.0 - p) + (1.0 - y) * p, gamma) * loss
     if alpha is not None:
-        balance = _binary_setting(alpha, num_classes, "alpha", where)
+        balance = _binary_setting(alpha, num_classes, "alpha", where, loss.dtype)
         loss = loss * (balance * y + (1.0 - balance) * (1.0 - y))
     if class_weight is not None:
-        loss = loss * _binary_setting(class_weight, num_classes, "class_weight", where)
-    return _finish(ops.mean(loss, axis=-1), out_dtype)
+        loss = loss * _binary_setting(class_weight, num_classes, "class_weight", where, loss.dtype)
+    # A sum over a count, not ops.mean: Keras's torch backend averages float64 in float32.
+    count = ops.shape(loss)[-1]
+    return _finish(ops.sum(loss, axis=-1) / ops.cast(count, loss.dtype), out_dtype)
 
 
-def _binary_setting(value: Checked, num_classes: int | None, name: str, where: str) -> Any:
+def _binary_setting(
+    value: Checked, num_classes: int | None, name: str, where: str, dtype: Any
+) -> Any:
     """A scalar, or a per-class vector along the last axis (whose size must then be known)."""
     if not isinstance(value, tuple):
         return value
@@ -548,7 +562,7 @@ def _binary_setting(value: Checked, num_classes: int | None, name: str, where: s
         raise ValueError(
             f"{where}: a per-class {name} needs y_pred's class axis to have a known size"
         )
-    return _class_vector(value, num_classes, name, where)
+    return _class_vector(value, num_classes, name, where, dtype)
 
 
 def _base_config(loss: Any) -> dict[str, Any]:
