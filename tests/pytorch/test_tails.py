@@ -107,6 +107,11 @@ OPTIONS = {
         "pos_weight": torch.tensor(3.0, dtype=torch.float64),
     },
     "alpha tensor": lambda x: {"alpha": torch.linspace(0.1, 0.9, x.numel(), dtype=torch.float64)},
+    # alpha_t = 1 - alpha or alpha, tiny: (1 - alpha) + (2 alpha - 1) y would cancel
+    "alpha near 0 and 1": lambda x: {
+        "alpha": torch.tensor([1e-7, 1 - 2**-20] * (x.numel() // 2)).double()
+    },
+    "alpha near 1": lambda x: {"alpha": 1 - 1e-9},
 }
 
 

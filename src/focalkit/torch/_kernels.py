@@ -578,7 +578,7 @@ def _sigmoid_chunk(
         b = p_w\, y\, \mathrm{sp}(-x) + (1 - y)\, \mathrm{sp}(x), \qquad
         b' = (1 - y) p - p_w\, y\, q = m - (1 + p_w)\, y q,
 
-    and, with :math:`c = \alpha_t w` and :math:`\alpha_t = (1 - \alpha) + (2 \alpha - 1) y`,
+    and, with :math:`c = \alpha_t w` and :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`,
 
     .. math::
         \ell = c\, m^\gamma b, \qquad
@@ -605,7 +605,7 @@ def _sigmoid_chunk(
     p, q = torch.sigmoid(x, out=out("p")), minus_x.sigmoid_()
     y_q = torch.mul(y, q, out=part)
     m = torch.addcmul(y_q, not_y, p, out=out("m"))
-    del minus_x, not_y, positive
+    del minus_x, positive
     below_one = isinstance(gamma, Tensor) or gamma < 1
     focal = None  # m^gamma below 1, else m^(gamma - 1)
     if below_one:
@@ -616,11 +616,14 @@ def _sigmoid_chunk(
         focal = torch.pow(m, gamma - 1.0, out=out("focal"))
     coef = None  # alpha_t w times focal
     owned = False  # coef may be multiplied in place only while it is our own
-    if alpha is not None:
-        coef = torch.addcmul(
-            _as_tensor(1.0 - alpha, x), y, _as_tensor(2.0 * alpha - 1.0, x), out=out("coef")
-        )
+    if alpha is not None:  # alpha_t = alpha y + (1 - alpha)(1 - y), two terms of one sign
+        if isinstance(alpha, Tensor):
+            coef = torch.sub(_as_tensor(1.0, x), alpha, out=out("coef"))
+            coef.mul_(not_y).addcmul_(y, alpha)
+        else:
+            coef = torch.mul(not_y, 1.0 - alpha, out=out("coef")).add_(y, alpha=alpha)
         owned = True
+    del not_y
     for factor in (weight, focal):
         if factor is None:
             continue
