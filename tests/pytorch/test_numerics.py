@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from conftest import tolerance
 
 import focalkit
+from focalkit.torch import _kernels
 
 
 def _softmax_case(seed=0):
@@ -148,6 +149,79 @@ def test_all_targets_ignored_matches_cross_entropy(reduction, use_weight):
     torch.testing.assert_close(fused, expected, equal_nan=True)
     for fused_grad in torch.autograd.grad(fused.sum(), (hidden, classifier)):
         assert not fused_grad.any()
+
+
+# Targets with every kept class of weight 0 (the 'mean' divides by 0), then a control in which
+# some kept weight is not 0; -100 marks ignored elements.
+ZERO_WEIGHT_TARGETS = {
+    "every kept target of weight 0": [[0, 1], [-100, 0], [1, -100], [0, 0]],
+    "some kept weight": [[0, 1], [-100, 2], [1, -100], [0, 0]],
+}
+
+
+def _softmax_paths(path, x, target, weight, reduction, smoothing, gamma):
+    """The loss by one route: the kernel, the definition, or the fused loss (2-D ``x``)."""
+    options = {"reduction": reduction, "label_smoothing": smoothing}
+    with _kernels.use_kernels(not path.endswith("definition")):
+        if path.startswith("fused"):
+            classifier = torch.eye(x.shape[1], requires_grad=True)
+            bias = torch.zeros(x.shape[1], requires_grad=True)
+            loss = focalkit.linear_softmax_focal_loss(
+                x, classifier, target, bias=bias, weight=weight, gamma=gamma, **options
+            )
+            return loss, (x, classifier, bias)
+        return focalkit.softmax_focal_loss(x, target, weight, gamma=gamma, **options), (x,)
+
+
+@pytest.mark.parametrize("path", ["kernel", "definition", "fused", "fused definition"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("case", ZERO_WEIGHT_TARGETS)
+def test_targets_of_weight_zero_match_cross_entropy(case, smoothing, reduction, path):
+    # F.cross_entropy's 'mean' over kept weights that sum to 0 is nan (not inf, with smoothing),
+    # its gradient nan for the kept elements and 0 for the ignored ones.
+    generator = torch.Generator().manual_seed(12)
+    target = torch.tensor(ZERO_WEIGHT_TARGETS[case])  # (N, d) = (4, 2)
+    weight = torch.tensor([0.0, 0.0, 1.5])
+    x = torch.randn(4, 3, 2, generator=generator)
+    if path.startswith("fused"):  # rows of a (N d, C) input
+        x, target = x.movedim(1, -1).reshape(-1, 3), target.reshape(-1)
+    for gamma in (0.0, 0.5, 2.0):
+        leaf = x.clone().requires_grad_()
+        actual, inputs = _softmax_paths(path, leaf, target, weight, reduction, smoothing, gamma)
+        grads = torch.autograd.grad(actual.sum(), inputs)
+        reference_leaf = x.clone().requires_grad_()
+        reference_inputs: tuple[torch.Tensor, ...] = (reference_leaf,)
+        logits = reference_leaf
+        if path.startswith("fused"):
+            classifier, bias = (t.detach().clone().requires_grad_() for t in inputs[1:])
+            logits, reference_inputs = (
+                F.linear(reference_leaf, classifier, bias),
+                (
+                    reference_leaf,
+                    classifier,
+                    bias,
+                ),
+            )
+        expected = F.cross_entropy(
+            logits, target, weight, reduction=reduction, label_smoothing=smoothing
+        )
+        expected_grads = torch.autograd.grad(expected.sum(), reference_inputs)
+        if gamma == 0:  # cross-entropy itself: values and gradients, nan where it has nan
+            torch.testing.assert_close(actual, expected, equal_nan=True)
+            for got, want in zip(grads, expected_grads, strict=True):
+                torch.testing.assert_close(got, want, equal_nan=True)
+        else:  # the focal loss: nan, and 0, exactly where cross-entropy has them
+            assert torch.equal(actual.isnan(), expected.isnan())
+            for got, want in zip(grads, expected_grads, strict=True):
+                assert torch.equal(got.isnan(), want.isnan())
+                assert torch.equal(got == 0, want == 0)
+    if case == "every kept target of weight 0" and reduction == "mean":
+        assert expected.isnan()
+        kept = (target != -100).unsqueeze(1).expand_as(x) if x.dim() == 3 else None
+        if kept is not None:
+            assert grads[0][kept].isnan().all()
+            assert (grads[0][~kept] == 0).all()
 
 
 def test_non_contiguous_and_channels_last_match_contiguous():

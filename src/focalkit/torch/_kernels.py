@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from focalkit.torch._reduction import nan_where_zero
+
 # Elements per chunk. Each operation on a chunk is one parallel region (one wake-up of the thread
 # pool), so chunks are as large as the temporaries they need allow: the one-hot softmax path has
 # none of the input's size (it writes the gradient in place), the others have several.
@@ -254,7 +256,7 @@ def _softmax_forward(
             None if row_coef is None else row_coef[chunk],
             gamma[chunk] if isinstance(gamma, Tensor) else gamma,
             label_smoothing,
-            grad_scale if needs_grad else None,
+            _rows(grad_scale, chunk) if needs_grad else None,
         )
         losses.append(loss)
         factors.append(factor)
@@ -269,7 +271,7 @@ def _softmax_forward(
     elif reduction == "sum":
         out = per_element.sum()
     else:
-        out = per_element.sum() / divisor
+        out = per_element.sum() / nan_where_zero(torch.as_tensor(divisor))
     # Every chunk returns the same kind of factor: None, one number, or one per element.
     first = factors[0]
     factor = first if not isinstance(first, Tensor) or first.dim() == 0 else _join(factors)
@@ -280,11 +282,19 @@ def mean_grad_scale(divisor: Tensor, kept: Tensor | None = None) -> Tensor:
     """The gradient's factor for ``'mean'``: ``1 / divisor``, or 0 where no element is kept.
 
     A batch of ignored targets only has a loss of ``0 / 0 = nan`` and, as with
-    ``F.cross_entropy``, a gradient of 0. ``kept`` is needed where the divisor can be 0 with
-    elements kept (their classes all of weight 0): the gradient is then ``nan``, as PyTorch's.
+    ``F.cross_entropy``, a gradient of 0. ``kept`` (the elements' mask, ``(N, d...)``) is needed
+    where the divisor can be 0 with elements kept (their classes all of weight 0); the factor is
+    then one per element, shaped ``(N, 1, d...)``: ``nan`` for the kept elements and 0 for the
+    ignored ones, which is what ``F.cross_entropy``'s gradient holds there.
     """
-    nothing_kept = divisor == 0 if kept is None else ~kept.any()
-    return torch.where(nothing_kept, 0.0, divisor.reciprocal())
+    if kept is None:
+        return torch.where(divisor == 0, 0.0, divisor.reciprocal())
+    return torch.where(kept, nan_where_zero(divisor).reciprocal(), 0.0).unsqueeze(1)
+
+
+def _rows(value: Tensor | float, rows: slice) -> Tensor | float:
+    """A per-element factor's rows (one number stays as it is)."""
+    return value[rows] if isinstance(value, Tensor) and value.dim() > 0 else value
 
 
 def _join(parts: list[Any]) -> Tensor:
@@ -725,7 +735,7 @@ class FusedSettings(NamedTuple):
     gamma: float
     label_smoothing: float
     divisor: Tensor  # the 'mean' divisor
-    mean_scale: Tensor  # the gradient's factor for 'mean', from mean_grad_scale()
+    mean_scale: Tensor  # the gradient's factor for 'mean' (one, or (N, 1)), from mean_grad_scale()
     reduction: str
     chunk: int  # rows per chunk
 
@@ -765,7 +775,7 @@ class LinearSoftmaxFocal(torch.autograd.Function):
         if reduction == "none":
             return loss_rows
         total = loss_rows.sum()
-        return total / divisor if reduction == "mean" else total
+        return total / nan_where_zero(divisor) if reduction == "mean" else total
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> Any:
@@ -851,7 +861,7 @@ def _fused_pass(
                 coef,
                 gamma,
                 label_smoothing,
-                grad_scale if with_grad else None,
+                _rows(grad_scale, part) if with_grad else None,
             )
         loss_rows[part] = loss.reshape(-1)
         if not with_grad:

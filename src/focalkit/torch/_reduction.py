@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -9,7 +10,8 @@ def reduce(loss: Tensor, reduction: str, divisor: Tensor | None = None) -> Tenso
     """``'none'``: ``loss``; ``'sum'``: its sum; ``'mean'``: its sum over ``divisor``.
 
     ``divisor=None`` means the number of elements. Like PyTorch, the mean of nothing (an empty
-    batch, or every target ignored) is ``0 / 0 = nan``.
+    batch, every target ignored, or every kept target of weight 0) is ``nan``; with a divisor
+    of 0 its gradient is ``nan`` for every element that ``loss`` does not mask out.
     """
     if reduction == "none":
         return loss
@@ -18,4 +20,14 @@ def reduce(loss: Tensor, reduction: str, divisor: Tensor | None = None) -> Tenso
         return total
     if divisor is None:
         return total / loss.numel()
-    return total / divisor
+    return total / nan_where_zero(divisor)
+
+
+def nan_where_zero(divisor: Tensor) -> Tensor:
+    """The ``'mean'`` divisor, ``nan`` where it is 0: the mean over no weight is ``nan``.
+
+    ``F.cross_entropy`` gives ``nan`` there, even where label smoothing's share of the classes of
+    non-zero weight would make the quotient ``inf``; and its gradient is ``nan`` (not ``inf``)
+    for every kept element.
+    """
+    return torch.where(divisor == 0, torch.nan, divisor)
