@@ -249,3 +249,61 @@ def test_fused_peak_memory_stays_below_half_of_the_logits():
     fused, unfused = growth(True), growth(False)
     assert fused - gradients_bytes < logits_bytes / 2, (fused, unfused, logits_bytes)
     assert unfused > 2 * logits_bytes  # the probe does measure: the unfused path holds the logits
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_fused_with_no_features_gives_the_loss_of_the_bias(reduction, with_bias, kernels):
+    # D = 0: the logits are the bias (or zeros), as F.linear makes them.
+    generator = torch.Generator().manual_seed(4)
+    hidden = torch.empty(2, 3, 0, dtype=torch.float64, requires_grad=True)
+    classifier = torch.empty(C, 0, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(C, generator=generator, dtype=torch.float64) if with_bias else None
+    leaves = [hidden, classifier] + ([bias.requires_grad_()] if bias is not None else [])
+    target = torch.tensor([[0, 4, -100], [8, 1, 1]])
+    for gamma in (0.0, 2.0):
+        with _kernels.use_kernels(kernels):
+            got = focalkit.linear_softmax_focal_loss(
+                hidden, classifier, target, bias=bias, reduction=reduction, gamma=gamma
+            )
+        logits = F.linear(hidden, classifier, bias).movedim(-1, 1)
+        if gamma == 0:
+            expected = F.cross_entropy(logits, target, reduction=reduction)
+        else:
+            expected = focalkit.softmax_focal_loss(logits, target, reduction=reduction)
+        torch.testing.assert_close(got, expected)
+        grads = torch.autograd.grad(got.sum(), leaves)
+        expected_grads = torch.autograd.grad(expected.sum(), leaves)
+        for value, want in zip(grads, expected_grads, strict=True):
+            assert value.shape == want.shape
+            torch.testing.assert_close(value, want)
+
+
+def _largest_allocation(fn):
+    with torch.profiler.profile(profile_memory=True) as profile:
+        fn()
+    return max(event.cpu_memory_usage for event in profile.events())
+
+
+def test_fused_under_no_grad_computes_no_gradient():
+    # Inputs that require grad, but no graph is recorded: the (C, D) gradient of the classifier
+    # is never allocated, and the value is the one with gradients.
+    generator = torch.Generator().manual_seed(5)
+    hidden = torch.randn(64, 256, generator=generator, requires_grad=True)
+    classifier = torch.randn(1000, 256, generator=generator, requires_grad=True)
+    bias = torch.randn(1000, generator=generator, requires_grad=True)
+    target = torch.randint(0, 1000, (64,), generator=generator)
+
+    def loss():
+        return focalkit.linear_softmax_focal_loss(
+            hidden, classifier, target, bias=bias, chunk_size=16
+        )
+
+    with torch.no_grad():
+        value = loss()
+        largest = _largest_allocation(loss)
+    assert largest < classifier.numel() * 4 // 4  # a chunk of logits (16 x 1000), no (C, D)
+    assert _largest_allocation(loss) >= classifier.numel() * 4  # with grad mode on, there it is
+    torch.testing.assert_close(value, loss().detach())
+    assert not value.requires_grad

@@ -738,6 +738,7 @@ class FusedSettings(NamedTuple):
     mean_scale: Tensor  # the gradient's factor for 'mean' (one, or (N, 1)), from mean_grad_scale()
     reduction: str
     chunk: int  # rows per chunk
+    needs_grad: bool = True  # whether the caller records a graph (False under torch.no_grad())
 
 
 class LinearSoftmaxFocal(torch.autograd.Function):
@@ -760,10 +761,11 @@ class LinearSoftmaxFocal(torch.autograd.Function):
         recompute: Callable[[Tensor, Tensor, Tensor | None], Tensor],
     ) -> Tensor:
         reduction, divisor = settings.reduction, settings.divisor
+        # Under torch.no_grad() nothing will ask for gradients: no (C, D) buffer, no products.
         wants = (
-            input.requires_grad,
-            classifier.requires_grad,
-            bias is not None and bias.requires_grad,
+            settings.needs_grad and input.requires_grad,
+            settings.needs_grad and classifier.requires_grad,
+            settings.needs_grad and bias is not None and bias.requires_grad,
         )
         ctx.settings, ctx.wants, ctx.recompute = settings, wants, recompute
         ctx.save_for_backward(input, classifier, bias)
@@ -817,7 +819,9 @@ def _fused_pass(
     wants: tuple[bool, bool, bool],
 ) -> tuple[Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """Loss per row, and the three gradients (``grad_out`` per row for ``'none'``)."""
-    index, class_coef, row_coef, gamma, label_smoothing, _, mean_scale, reduction, chunk = settings
+    index, class_coef, row_coef, gamma, label_smoothing, _, mean_scale, reduction, chunk, _ = (
+        settings
+    )
     rows = input.shape[0]
     compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     want_input, want_classifier, want_bias = wants

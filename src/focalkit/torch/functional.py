@@ -846,7 +846,7 @@ def linear_softmax_focal_loss(
     flat_target = _inputs.class_indices(
         target, input.shape[:-1], input.shape, num_classes, ignore_index, where
     ).reshape(-1)
-    hidden = input.reshape(-1, input.shape[-1])
+    hidden = input.reshape(flat_target.shape[0], input.shape[-1])  # -1 is ambiguous for D = 0
 
     compute_dtype, out_dtype = _inputs.dtypes(input)
     like = input.new_empty((), dtype=compute_dtype)
@@ -890,6 +890,7 @@ def linear_softmax_focal_loss(
             _kernels.mean_grad_scale(divisor, None if w is None else kept),
             reduction,
             chunk,
+            torch.is_grad_enabled(),
         )
         loss = _kernels.LinearSoftmaxFocal.apply(  # type: ignore[no-untyped-call]
             hidden, classifier, bias, settings, definition
