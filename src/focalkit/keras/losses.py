@@ -241,16 +241,19 @@ def _log_softmax_and_complement(x: Tensor, num_classes: int) -> tuple[Tensor, Te
     ``log1p(-p)`` is exact; for the most likely class :math:`c`,
     :math:`\log(1 - p_c) = \log\sigma(d)` with :math:`d = \log\sum_{j \ne c} e^{x_j - x_c}`, finite
     however confident the logits, so :math:`(1 - p)^\gamma` has finite derivatives everywhere.
+    Its :math:`\log p_c = \log\sigma(-d)` too: ``log_softmax`` rounds a confident
+    :math:`-\log p_c \approx e^d` to 0 once :math:`e^d` is below the precision, and the loss of
+    every confident, right prediction with it.
     """
-    log_p = ops.log_softmax(x, axis=-1)
     top = ops.expand_dims(ops.argmax(x, axis=-1), -1)
     is_top = ops.cast(ops.one_hot(top[..., 0], num_classes), "bool")
     # x_c by a gather, not a max: at ties the gradient must reach class c alone.
     minus_inf = ops.full_like(x, -np.inf)
     others = ops.where(is_top, minus_inf, x - ops.take_along_axis(x, top, axis=-1))
-    log_1mp_top = ops.log_sigmoid(_logsumexp_or_minus_inf(others))
+    d = _logsumexp_or_minus_inf(others)
+    log_p = ops.where(is_top, ops.log_sigmoid(-d), ops.log_softmax(x, axis=-1))
     log_1mp_rest = ops.log1p(-ops.exp(ops.where(is_top, minus_inf, log_p)))
-    return log_p, ops.where(is_top, log_1mp_top, log_1mp_rest)
+    return log_p, ops.where(is_top, ops.log_sigmoid(d), log_1mp_rest)
 
 
 def _categorical_parts(
