@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import keras  # type: ignore[import-untyped]
 import numpy as np
@@ -39,12 +39,18 @@ __all__ = [
 
 Tensor = Any  # a tensor of the active Keras backend (keras.ops is untyped)
 PerClass = float | Sequence[float] | None  # what a user passes for alpha or class_weight
-Checked = float | tuple[float, ...] | None  # the same, checked and normalised
+# The same, checked and normalised; the functions also take a tensor traced under jit (below).
+Checked = float | tuple[float, ...] | Tensor | None
 _HALF = ("float16", "bfloat16")
 
 
 # ---------------------------------------------------------------------------------------------
 # Settings: plain Python values, checked with focalkit's shared messages.
+
+
+def _is_tensor(value: object) -> TypeGuard[Tensor]:
+    """Whether ``value`` is a tensor of the active backend, a tracer under jit included."""
+    return bool(ops.is_tensor(value))
 
 
 def _check_bool(name: str, value: object, where: str) -> None:
@@ -65,10 +71,25 @@ def _check_ignore_class(ignore_class: object, where: str) -> None:
 
 
 def _per_class_setting(name: str, value: object, where: str, *, unit: bool) -> Checked:
-    """``None``, a float, or a tuple of floats, each in [0, 1] (``unit``) or >= 0."""
+    """``None``, a float, or a tuple of floats, each in [0, 1] (``unit``) or >= 0; a tensor is
+    read and checked, or returned as it is when traced under jit (its values unknown yet)."""
     check = validation.check_unit_interval if unit else validation.check_nonnegative
     if value is None:
         return None
+    if _is_tensor(value):
+        if len(value.shape) > 1:
+            raise ValueError(
+                f"{where}: {name} must be a number or a 1-D sequence with one value per class, "
+                f"got shape {tuple(value.shape)}"
+            )
+        values = _concrete(value)
+        if values is None:  # traced (jit): its values cannot be checked before it runs
+            return value
+        if values.ndim == 0:
+            value = values.item()
+            check(name, value, where)
+            return float(value)  # type: ignore[arg-type]
+        value = values
     if validation.is_number(value):
         check(name, value, where)
         return float(value)  # type: ignore[arg-type]
@@ -93,6 +114,34 @@ def _per_class_setting(name: str, value: object, where: str, *, unit: bool) -> C
 def _check_gamma(gamma: object, where: str) -> float:
     validation.check_gamma(gamma, where)
     return float(gamma)  # type: ignore[arg-type]
+
+
+def _gamma_argument(gamma: object, where: str) -> float | Tensor:
+    """The functions' ``gamma``: a number, or a scalar tensor (read and checked when it can be;
+    passed through when traced under jit, as optax's losses take it)."""
+    if _is_tensor(gamma):
+        if len(gamma.shape) != 0:
+            raise ValueError(f"{where}: gamma must be a scalar, got shape {tuple(gamma.shape)}")
+        values = _concrete(gamma)
+        if values is None:
+            return gamma
+        gamma = values.item()
+    return _check_gamma(gamma, where)
+
+
+def _is_zero(gamma: float | Tensor) -> bool:
+    """Whether ``gamma`` is known to be 0 (then the focal factor is left out)."""
+    return isinstance(gamma, float) and gamma == 0.0
+
+
+def _per_class(value: Checked) -> bool:
+    """Whether a checked ``alpha`` or ``class_weight`` holds one value per class."""
+    return isinstance(value, tuple) or (_is_tensor(value) and len(value.shape) == 1)
+
+
+def _scalar(value: float | Tensor, dtype: Any) -> float | Tensor:
+    """A scalar setting to multiply a tensor of ``dtype`` with."""
+    return ops.cast(value, dtype) if _is_tensor(value) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,12 +203,17 @@ def _match_rank(y_true: Tensor, y_pred: Tensor) -> Tensor:
     return y_true
 
 
-def _class_vector(value: Checked, num_classes: int, name: str, where: str, dtype: Any) -> Tensor:
+def _class_vector(
+    value: tuple[float, ...] | Tensor, num_classes: int, name: str, where: str, dtype: Any
+) -> Tensor:
     """A per-class setting as a ``(C,)`` tensor in the computation's ``dtype`` (float64 stays
     float64; TensorFlow multiplies no float32 by a float64)."""
     if isinstance(value, tuple):
         validation.check_per_class_length(name, (len(value),), num_classes, where)
-    return ops.convert_to_tensor(np.asarray(value, dtype=np.float64), dtype=dtype)
+        return ops.convert_to_tensor(np.asarray(value, dtype=np.float64), dtype=dtype)
+    if value.shape[0] is not None:  # a tensor traced under jit: its length, when known
+        validation.check_per_class_length(name, (int(value.shape[0]),), num_classes, where)
+    return ops.cast(value, dtype)
 
 
 def _traced(x: Tensor) -> bool:
@@ -257,12 +311,12 @@ def _log_softmax_and_complement(x: Tensor, num_classes: int) -> tuple[Tensor, Te
 
 
 def _categorical_parts(
-    y_pred: Tensor, from_logits: bool, gamma: float, num_classes: int
+    y_pred: Tensor, from_logits: bool, gamma: float | Tensor, num_classes: int
 ) -> tuple[Tensor, Tensor]:
     r""":math:`-\log p` and :math:`(1 - p)^\gamma` for every class (class axis last)."""
     if from_logits:
         log_p, log_1mp = _log_softmax_and_complement(y_pred, num_classes)
-        modulating = ops.ones_like(log_p) if gamma == 0 else ops.exp(gamma * log_1mp)
+        modulating = ops.ones_like(log_p) if _is_zero(gamma) else _exp_power(log_1mp, gamma)
         return -log_p, modulating
     epsilon = keras.config.epsilon()
     output = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
@@ -270,10 +324,21 @@ def _categorical_parts(
     return -ops.log(output), _power(1.0 - output, gamma)
 
 
-def _power(base: Tensor, exponent: float) -> Tensor:
+def _power(base: Tensor, exponent: float | Tensor) -> Tensor:
     """``base ** exponent``, the exponent in ``base``'s dtype (Keras's torch backend would round a
     Python float exponent to float32, and a float64 result with it; so would ``ops.cast``)."""
+    if _is_tensor(exponent):
+        return ops.power(base, ops.cast(exponent, base.dtype))
     return ops.power(base, ops.convert_to_tensor(exponent, dtype=base.dtype))
+
+
+def _exp_power(log_base: Tensor, gamma: float | Tensor) -> Tensor:
+    """``base ** gamma`` from ``log(base)``; with a traced gamma of 0, ``0 ** 0 = 1`` (not NaN)."""
+    if _is_tensor(gamma):
+        gamma = ops.cast(gamma, log_base.dtype)
+        zero_power = ops.logical_and(ops.equal(gamma, 0.0), ops.isinf(log_base))
+        log_base = ops.where(zero_power, ops.zeros_like(log_base), log_base)
+    return ops.exp(gamma * log_base)
 
 
 def _finish(loss: Tensor, out_dtype: str) -> Tensor:
@@ -288,8 +353,8 @@ def sparse_categorical_focal_crossentropy(
     y_true: Tensor,
     y_pred: Tensor,
     *,
-    gamma: float = 2.0,
-    alpha: PerClass = None,
+    gamma: float | Tensor = 2.0,
+    alpha: PerClass | Tensor = None,
     from_logits: bool = False,
     ignore_class: int | None = None,
     axis: int = -1,
@@ -300,6 +365,9 @@ def sparse_categorical_focal_crossentropy(
     position, zero at ignored positions, which are also marked in the result's Keras mask so that a
     Keras ``Loss`` leaves them out of its mean.
 
+    ``gamma`` and ``alpha`` may be tensors, as in optax's losses: checked when their values can
+    be read, taken unchecked when traced (arguments of a ``jax.jit`` or ``tf.function``).
+
     Example:
         >>> import numpy as np, keras
         >>> from focalkit.keras import sparse_categorical_focal_crossentropy
@@ -309,7 +377,7 @@ def sparse_categorical_focal_crossentropy(
         array([0.0111, 1.7026], dtype=float32)
     """
     where = "sparse_categorical_focal_crossentropy()"
-    gamma = _check_gamma(gamma, where)
+    gamma = _gamma_argument(gamma, where)
     alpha = _per_class_setting("alpha", alpha, where, unit=False)
     _check_bool("from_logits", from_logits, where)
     _check_ignore_class(ignore_class, where)
@@ -320,7 +388,7 @@ def sparse_categorical_focal_crossentropy(
 def _sparse(
     y_true: Tensor,
     y_pred: Tensor,
-    gamma: float,
+    gamma: float | Tensor,
     alpha: Checked,
     from_logits: bool,
     ignore_class: int | None,
@@ -356,13 +424,13 @@ def _sparse(
     index = ops.expand_dims(index, -1)
     minus_log_p, modulating = _categorical_parts(y_pred, from_logits, gamma, num_classes)
     loss = ops.take_along_axis(minus_log_p, index, axis=-1)
-    if gamma != 0:
+    if not _is_zero(gamma):
         loss = ops.take_along_axis(modulating, index, axis=-1) * loss
-    if isinstance(alpha, tuple):
+    if _per_class(alpha):
         per_class = _class_vector(alpha, num_classes, "alpha", where, loss.dtype)
         loss = ops.take(per_class, index) * loss
     elif alpha is not None:
-        loss = alpha * loss
+        loss = _scalar(alpha, loss.dtype) * loss
     loss = ops.squeeze(loss, -1)
     if undefined is not None:  # NaN in the value and in the gradient, as for a NaN in y_pred
         nan_or_one = ops.where(undefined, np.nan, 1.0)  # a factor: no NaN in a where's other branch
@@ -379,8 +447,8 @@ def categorical_focal_crossentropy(
     y_true: Tensor,
     y_pred: Tensor,
     *,
-    gamma: float = 2.0,
-    alpha: PerClass = None,
+    gamma: float | Tensor = 2.0,
+    alpha: PerClass | Tensor = None,
     from_logits: bool = False,
     label_smoothing: float = 0.0,
     axis: int = -1,
@@ -390,6 +458,9 @@ def categorical_focal_crossentropy(
     With ``alpha=0.25`` it equals ``keras.losses.categorical_focal_crossentropy`` (whose default
     alpha is 0.25; focalkit's is ``None``); with ``gamma=0, alpha=None`` it is
     ``keras.losses.categorical_crossentropy``.
+
+    ``gamma`` and ``alpha`` may be tensors, as in optax's losses: checked when their values can
+    be read, taken unchecked when traced (arguments of a ``jax.jit`` or ``tf.function``).
 
     Example:
         >>> import numpy as np, keras
@@ -401,7 +472,7 @@ def categorical_focal_crossentropy(
         array([0.0111, 1.7026], dtype=float32)
     """
     where = "categorical_focal_crossentropy()"
-    gamma = _check_gamma(gamma, where)
+    gamma = _gamma_argument(gamma, where)
     alpha = _per_class_setting("alpha", alpha, where, unit=False)
     _check_bool("from_logits", from_logits, where)
     validation.check_unit_interval("label_smoothing", label_smoothing, where)
@@ -432,7 +503,7 @@ def _elementwise_inputs(
 def _categorical(
     y_true: Tensor,
     y_pred: Tensor,
-    gamma: float,
+    gamma: float | Tensor,
     alpha: Checked,
     from_logits: bool,
     label_smoothing: float,
@@ -444,12 +515,12 @@ def _categorical(
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
     minus_log_p, modulating = _categorical_parts(y_pred, from_logits, gamma, num_classes)
-    terms = y_true * minus_log_p if gamma == 0 else y_true * modulating * minus_log_p
-    if isinstance(alpha, tuple):
+    terms = y_true * minus_log_p if _is_zero(gamma) else y_true * modulating * minus_log_p
+    if _per_class(alpha):
         terms = terms * _class_vector(alpha, num_classes, "alpha", where, terms.dtype)
     loss = ops.sum(terms, axis=-1)
-    if alpha is not None and not isinstance(alpha, tuple):
-        loss = alpha * loss
+    if alpha is not None and not _per_class(alpha):
+        loss = _scalar(alpha, loss.dtype) * loss
     return _finish(loss, out_dtype)
 
 
@@ -457,8 +528,8 @@ def binary_focal_crossentropy(
     y_true: Tensor,
     y_pred: Tensor,
     *,
-    gamma: float = 2.0,
-    alpha: PerClass = None,
+    gamma: float | Tensor = 2.0,
+    alpha: PerClass | Tensor = None,
     from_logits: bool = False,
     label_smoothing: float = 0.0,
     class_weight: PerClass = None,
@@ -471,6 +542,9 @@ def binary_focal_crossentropy(
     apply_class_balancing=True, alpha=a)``; with ``gamma=0, alpha=None`` it is
     ``keras.losses.binary_crossentropy``.
 
+    ``gamma`` and ``alpha`` may be tensors, as in optax's losses: checked when their values can
+    be read, taken unchecked when traced (arguments of a ``jax.jit`` or ``tf.function``).
+
     Example:
         >>> import numpy as np, keras
         >>> from focalkit.keras import binary_focal_crossentropy
@@ -481,7 +555,7 @@ def binary_focal_crossentropy(
         array([0.0085, 0.2147], dtype=float32)
     """
     where = "binary_focal_crossentropy()"
-    gamma = _check_gamma(gamma, where)
+    gamma = _gamma_argument(gamma, where)
     alpha = _per_class_setting("alpha", alpha, where, unit=True)
     class_weight = _per_class_setting("class_weight", class_weight, where, unit=False)
     _check_bool("from_logits", from_logits, where)
@@ -521,7 +595,7 @@ def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
 def _binary(
     y_true: Tensor,
     y_pred: Tensor,
-    gamma: float,
+    gamma: float | Tensor,
     alpha: Checked,
     from_logits: bool,
     label_smoothing: float,
@@ -535,15 +609,15 @@ def _binary(
         y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
         loss = -(y * ops.log_sigmoid(x) + (1.0 - y) * ops.log_sigmoid(-x))
-        if gamma != 0:
-            loss = ops.exp(gamma * _log_one_minus_pt(x, y)) * loss
+        if not _is_zero(gamma):
+            loss = _exp_power(_log_one_minus_pt(x, y), gamma) * loss
     else:
         # Keras's convention: clip to [epsilon, 1 - epsilon]. The focal factor uses the clipped
         # p too (Keras's uses the raw p), so its gradient stays finite at p_t = 1 with gamma < 1.
         epsilon = keras.config.epsilon()
         p = ops.clip(x, epsilon, 1.0 - epsilon)
         loss = -(y * ops.log(p) + (1.0 - y) * ops.log1p(-p))
-        if gamma != 0:
+        if not _is_zero(gamma):
             loss = _power(y * (1.0 - p) + (1.0 - y) * p, gamma) * loss
     if alpha is not None:
         balance = _binary_setting(alpha, num_classes, "alpha", where, loss.dtype)
@@ -559,8 +633,8 @@ def _binary_setting(
     value: Checked, num_classes: int | None, name: str, where: str, dtype: Any
 ) -> Any:
     """A scalar, or a per-class vector along the last axis (whose size must then be known)."""
-    if not isinstance(value, tuple):
-        return value
+    if not _per_class(value):
+        return _scalar(value, dtype)
     if num_classes is None:
         raise ValueError(
             f"{where}: a per-class {name} needs y_pred's class axis to have a known size"
