@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from focalkit.torch._reduction import nan_where_zero
 
@@ -88,11 +89,24 @@ def compiling(*settings: object) -> bool:
 
 def applicable(input: Tensor, *settings: object) -> bool:
     """Whether the kernels take this call: not under ``torch.compile`` (which fuses the
-    definition itself) nor a ``torch.func`` transform (which differentiates the definition), and
-    no setting that autograd should differentiate."""
+    definition itself), a ``torch.func`` transform or forward-mode AD (which differentiate the
+    definition), and no setting that autograd should differentiate."""
     if torch.compiler.is_compiling() or not _ENABLED.get() or transformed(input, *settings):
         return False
+    if dual(input, *settings):
+        return False
     return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
+
+
+def dual(*values: object) -> bool:
+    """Whether any of ``values`` carries a forward-mode tangent (``torch.autograd.forward_ad``).
+
+    The kernels' Functions have no ``jvp``: forward-mode AD goes through the definitions.
+    """
+    return any(
+        isinstance(value, Tensor) and forward_ad.unpack_dual(value).tangent is not None  # type: ignore[no-untyped-call]
+        for value in values
+    )
 
 
 def transformed(*values: object) -> bool:

@@ -868,8 +868,10 @@ def linear_softmax_focal_loss(
             alpha=alpha,
         )
 
-    if not _kernels.applicable(input, w, alpha_per_class, scale) or _kernels.transformed(
-        classifier, bias
+    if (
+        not _kernels.applicable(input, w, alpha_per_class, scale)
+        or _kernels.transformed(classifier, bias)
+        or _kernels.dual(classifier, bias)
     ):
         loss = definition(hidden, classifier, bias)
     else:
