@@ -68,3 +68,23 @@ def test_cuda_bad_target_is_a_device_side_assertion():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0
     assert "assert" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_cuda_sigmoid_keeps_relative_precision_in_the_tails(gamma):
+    # Confident predictions (losses of 1e-9 to 1e-30) against float64, relative to each value.
+    from oracles import sigmoid_focal_reference
+
+    magnitude = torch.logspace(-3, 1.9, 40)
+    x = torch.cat([magnitude, -magnitude]).repeat(2)
+    y = torch.cat([torch.ones(80), torch.zeros(80)])
+    z = x.cuda().requires_grad_()
+    loss = focalkit.sigmoid_focal_loss(z, y.cuda(), gamma=gamma, reduction="none")
+    (grad,) = torch.autograd.grad(loss.sum(), z)
+    reference_leaf = x.double().requires_grad_()
+    expected = sigmoid_focal_reference(reference_leaf, y.double(), gamma=gamma, reduction="none")
+    (expected_grad,) = torch.autograd.grad(expected.sum(), reference_leaf)
+    rtol = 64 * torch.finfo(torch.float32).eps
+    for got, want in ((loss, expected), (grad, expected_grad)):
+        error = (got.detach().cpu().double() - want.detach()).abs()
+        assert (error <= rtol * want.detach().abs() + 1e-37).all()
