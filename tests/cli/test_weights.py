@@ -28,7 +28,7 @@ def test_table_of_seed_001s_counts(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("method", ["inverse", "inverse_sqrt", "effective_number"])
-@pytest.mark.parametrize("normalize", ["sum", "mean", "none"])
+@pytest.mark.parametrize("normalize", ["sum", "mean", "balanced", "none"])
 def test_json_equals_class_weights(
     capsys: pytest.CaptureFixture[str], method: str, normalize: str
 ) -> None:
@@ -55,7 +55,8 @@ def test_labels_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     assert code == 0
     result = json.loads(stdout)
     assert result["counts"] == [1, 2, 3, 1]
-    assert result["weights"] == focalkit.class_weights([1, 2, 3, 1], "inverse", "sum").tolist()
+    # The command's default normalisation is the library's.
+    assert result["weights"] == focalkit.class_weights([1, 2, 3, 1]).tolist()
     code, stdout, _ = run_cli(
         capsys, "weights", "--labels", str(labels), "--num-classes", "5", "--zero", "ignore",
         "--json",
@@ -70,7 +71,7 @@ def test_zero_ignore_gives_weight_zero(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0
     weights = np.array(json.loads(stdout)["weights"])
     assert weights[1] == 0
-    assert weights.sum() == pytest.approx(1)
+    assert weights.mean() == pytest.approx(1)  # the default: mean 1 over the classes
 
 
 @pytest.mark.parametrize(

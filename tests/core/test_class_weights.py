@@ -70,10 +70,22 @@ def test_inverse(normalize: str | None, expected: np.ndarray) -> None:
     np.testing.assert_allclose(weights, expected, rtol=RTOL)
 
 
-def test_inverse_is_the_default() -> None:
+def test_inverse_with_mean_1_over_the_classes_is_the_default() -> None:
     np.testing.assert_allclose(
-        focalkit.class_weights(COUNTS), np.array([2.0, 1.0, 4.0, 20.0]) / 27.0, rtol=RTOL
+        focalkit.class_weights(COUNTS), np.array([8.0, 4.0, 16.0, 80.0]) / 27.0, rtol=RTOL
     )
+
+
+def test_default_alpha_keeps_a_balanced_batchs_loss() -> None:
+    # alpha never enters the 'mean' divisor, so the normalisation sets the loss's scale. With one
+    # sample of each class and the same per-sample loss, the default weights give the unweighted
+    # loss; weights summing to 1 give it C times smaller.
+    per_sample_loss = 0.7
+    unweighted = per_sample_loss
+    default = (focalkit.class_weights(COUNTS) * per_sample_loss).mean()
+    summed = (focalkit.class_weights(COUNTS, normalize="sum") * per_sample_loss).mean()
+    np.testing.assert_allclose(default, unweighted, rtol=RTOL)
+    np.testing.assert_allclose(summed, unweighted / len(COUNTS), rtol=RTOL)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +124,7 @@ def test_effective_number_default_beta_is_0_999() -> None:
     weights = focalkit.class_weights(COUNTS, method="effective_number", normalize=None)
     np.testing.assert_allclose(weights, raw, rtol=1e-12)
     normalized = focalkit.class_weights(COUNTS, method="effective_number")
-    np.testing.assert_allclose(normalized, raw / raw.sum(), rtol=1e-12)
+    np.testing.assert_allclose(normalized, raw / raw.mean(), rtol=1e-12)
 
 
 def test_effective_number_limits() -> None:

@@ -50,7 +50,7 @@ def class_counts(labels: ArrayLike, num_classes: int) -> NDArray[np.int64]:
 def class_weights(
     counts: ArrayLike,
     method: Method = "inverse",
-    normalize: Normalize = "sum",
+    normalize: Normalize = "mean",
     beta: float = 0.999,
     *,
     zero: ZeroPolicy = "raise",
@@ -69,19 +69,22 @@ def class_weights(
     softmax losses with class-index targets under ``reduction='mean'``, which divides by the
     summed weights.
 
-    - ``"mean"``: mean 1 over the ``C`` classes, :math:`\sum_c w_c = C` (as Cui et al. do).
+    - ``"mean"`` (the default): mean 1 over the ``C`` classes, :math:`\sum_c w_c = C`, as Cui et
+      al. normalise. The weights stay on the unweighted loss's scale: a batch with as many
+      samples of each class gives the loss it gives without weights, and an ``alpha`` of
+      ``class_weights(counts)`` compares directly with ``alpha=None``.
     - ``"balanced"``: mean 1 over the samples, :math:`\sum_c n_c w_c = n`, so that on the
       training data the weighted loss keeps the unweighted loss's scale. With ``"inverse"`` this
       is :math:`w_c = n / (C n_c)`, scikit-learn's ``compute_class_weight("balanced")``.
-    - ``"sum"`` (the default): :math:`\sum_c w_c = 1`, as hand-written Keras focal losses
-      normalise. An ``alpha``-weighted loss is then ``C`` times smaller than with ``"mean"``
-      (``alpha`` never enters the ``'mean'`` divisor).
+    - ``"sum"``: :math:`\sum_c w_c = 1`, as hand-written Keras focal losses normalise (formerly
+      the default). An ``alpha``-weighted loss is then ``C`` times smaller than with ``"mean"``,
+      because ``alpha`` never enters the ``'mean'`` divisor.
     - ``None``: the raw weights above.
 
     Args:
         counts: Non-negative sample counts, shape ``(C,)``.
         method: ``"inverse"``, ``"inverse_sqrt"`` or ``"effective_number"``.
-        normalize: ``"mean"``, ``"balanced"``, ``"sum"`` or ``None``. Default: ``"sum"``.
+        normalize: ``"mean"``, ``"balanced"``, ``"sum"`` or ``None``. Default: ``"mean"``.
         beta: For ``"effective_number"``, in ``[0, 1)``; ignored otherwise.
         zero: A class with count 0 has no finite weight: ``"raise"`` (default) raises a
             ``ValueError`` naming it; ``"ignore"`` gives it weight 0 (it still counts among the
@@ -91,7 +94,9 @@ def class_weights(
         A ``float64`` array of shape ``(C,)``.
 
     Example:
-        >>> class_weights([100, 200, 50, 10]).round(4)
+        >>> class_weights([100, 200, 50, 10]).round(4)  # inverse frequency, mean 1
+        array([0.2963, 0.1481, 0.5926, 2.963 ])
+        >>> class_weights([100, 200, 50, 10], normalize="sum").round(4)
         array([0.0741, 0.037 , 0.1481, 0.7407])
         >>> class_weights([100, 200, 50, 10], "effective_number", "mean", beta=0.99).round(3)
         array([0.401, 0.294, 0.644, 2.661])

@@ -1,11 +1,12 @@
 """``focalkit weights``: class weights from counts or from a file of labels, as a table or JSON.
 
 The computation is :func:`focalkit.class_weights` (and :func:`focalkit.class_counts` for
-``--labels``). The counts of the README's worked example (seed 001) give its weights:
+``--labels``), with its default normalisation (mean 1 over the classes). Counts of 100,
+200, 50 and 10 samples give these inverse-frequency weights, normalised to sum 1:
 
 Example:
     >>> from focalkit.cli import main
-    >>> main(["weights", "100", "200", "50", "10", "--method", "inverse", "--json"])
+    >>> main(["weights", "100", "200", "50", "10", "--normalize", "sum", "--json"])
     {"method": "inverse", "normalize": "sum", "counts": [100, 200, 50, 10],
      "weights": [0.0741, 0.0370, 0.1481, 0.7407]}
     0
@@ -72,9 +73,10 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
     )
     parser.add_argument(
         "--normalize",
-        choices=("sum", "mean", "none"),
-        default="sum",
-        help="scale the weights to sum to 1, to mean 1, or not at all (default: %(default)s)",
+        choices=("mean", "balanced", "sum", "none"),
+        default="mean",
+        help="mean 1 over the classes; balanced: mean 1 over the samples (scikit-learn's "
+        "'balanced' for inverse); sum 1; or none (default: %(default)s)",
     )
     parser.add_argument(
         "--beta",

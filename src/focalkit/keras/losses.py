@@ -849,11 +849,12 @@ class BinaryFocalCrossentropy(keras.losses.Loss):  # type: ignore[misc]
         \ell_{n,c} = -w_c\, \alpha_t (1 - p_t)^{\gamma}
             \left[ y \log p + (1 - y) \log(1 - p) \right],
 
-    and, as Keras's binary losses do, the per-sample value is the mean over ``axis`` (seed 001's
-    hand-written loss sums over classes instead: multiply by :math:`C`). ``alpha=a`` gives
-    ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=a)``; ``gamma=0,
-    alpha=None`` gives ``BinaryCrossentropy``; on logits the element-wise value is the one of
-    focalkit's PyTorch ``sigmoid_focal_loss(x, y, weight=class_weight, alpha=alpha)``.
+    and, as Keras's binary losses do, the per-sample value is the mean over ``axis``
+    (hand-written Keras focal losses often sum over classes instead: multiply by :math:`C`).
+    ``alpha=a`` gives ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True,
+    alpha=a)``; ``gamma=0, alpha=None`` gives ``BinaryCrossentropy``; on logits the
+    element-wise value is the one of focalkit's PyTorch
+    ``sigmoid_focal_loss(x, y, weight=class_weight, alpha=alpha)``.
 
     Args:
         gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
@@ -874,11 +875,12 @@ class BinaryFocalCrossentropy(keras.losses.Loss):  # type: ignore[misc]
         - Output: scalar; with ``reduction=None``, :math:`(N, \dots)`.
 
     Example:
-        Seed 001's class-weighted focal loss (gamma 2, weights from the class counts):
+        A hand-written Keras focal loss that sums over the classes, with weights from the class
+        counts normalised to sum 1 (gamma 2), reproduced by multiplying by :math:`C`:
 
         >>> import numpy as np, keras, focalkit
         >>> from focalkit.keras import BinaryFocalCrossentropy
-        >>> weights = focalkit.class_weights([100, 200, 50, 10])
+        >>> weights = focalkit.class_weights([100, 200, 50, 10], normalize="sum")
         >>> loss = BinaryFocalCrossentropy(gamma=2.0, class_weight=weights, reduction=None)
         >>> y_true = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
         >>> probs = np.array([[0.37623284, 0.33230947, 0.0481559, 0.2433018],
