@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import softmax_focal_oracle, softmax_focal_reference
 from test_oracle_grid import (
     HALF_DTYPES,
     INDEX_DTYPES,
@@ -267,3 +268,64 @@ def test_target_dtype_and_ignore_index(
         gamma=0.0,
     )
     torch.testing.assert_close(fused, expected, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(
+    st.integers(0, 9),
+    st.integers(0, 4),
+    st.integers(2, 7),
+    st.integers(0, 1000),
+    st.sampled_from([None, 1, 2, 5]),
+    st.sampled_from([0.0, 0.5, 2.0, 3.7]),
+    st.sampled_from(REDUCTIONS),
+    st.booleans(),
+)
+def test_fused_linear(
+    rows: int,
+    features: int,
+    num_classes: int,
+    seed: int,
+    chunk_size: int | None,
+    gamma: float,
+    reduction: str,
+    with_options: bool,
+) -> None:
+    # linear_softmax_focal_loss in float64 is the oracle on F.linear's logits, the gradients of
+    # input, classifier and bias those of the float64 formula on them
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(rows, features, generator=generator, dtype=torch.float64) * 3
+    head = torch.randn(num_classes, features, generator=generator, dtype=torch.float64) * 3
+    bias = torch.randn(num_classes, generator=generator, dtype=torch.float64) * 3
+    target = torch.randint(0, num_classes, (rows,), generator=generator).to(torch.int32)
+    options: dict[str, Any] = {}
+    if with_options:
+        target[::3] = 1
+        weight = torch.rand(num_classes, generator=generator, dtype=torch.float64) + 0.1
+        alpha = torch.rand(num_classes, generator=generator, dtype=torch.float64)
+        options = {"weight": weight, "alpha": alpha, "ignore_index": 1, "label_smoothing": 0.1}
+    leaves = [t.clone().requires_grad_() for t in (hidden, head, bias)]
+    out = focalkit.linear_softmax_focal_loss(
+        leaves[0],
+        leaves[1],
+        target,
+        bias=leaves[2],
+        reduction=reduction,
+        gamma=gamma,
+        chunk_size=chunk_size,
+        **options,
+    )
+    twins = [t.clone().requires_grad_() for t in (hidden, head, bias)]
+    logits = F.linear(*twins)
+    expected = softmax_focal_oracle(
+        logits.detach(), target, gamma=gamma, reduction=reduction, **options
+    )
+    torch.testing.assert_close(
+        out, torch.as_tensor(expected), rtol=1e-9, atol=1e-12, equal_nan=True
+    )
+    reference = softmax_focal_reference(logits, target, gamma=gamma, reduction=reduction, **options)
+    if out.numel():
+        out.backward(torch.ones_like(out))
+        reference.backward(torch.ones_like(reference))
+        for leaf, twin in zip(leaves, twins, strict=True):
+            torch.testing.assert_close(leaf.grad, twin.grad, rtol=1e-9, atol=1e-12, equal_nan=True)

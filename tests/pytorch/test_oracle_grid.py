@@ -304,6 +304,29 @@ def test_softmax_every_target_ignored(target_dtype: torch.dtype, reduction: str)
         check_softmax(x, target, reduction=reduction, gamma=2.0, ignore_index=3, **options)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_softmax_zero_weight_on_every_kept_target(reduction: str, label_smoothing: float) -> None:
+    # F.cross_entropy: the 'mean' of a zero total weight is nan, with zero gradients, label
+    # smoothing or not (the smoothing terms of the other classes have weight)
+    x = spread_logits((4, 3), seed=2).float()
+    target = torch.tensor([0, 1, 0, 1])
+    weight = [0.0, 1.0, 2.0]
+    for gamma in (0.0, 2.0):
+        options = {"weight": weight, "ignore_index": 1, "label_smoothing": label_smoothing}
+        check_softmax(x, target, reduction=reduction, gamma=gamma, **options)
+    expected = F.cross_entropy(
+        x,
+        target,
+        torch.tensor(weight),
+        ignore_index=1,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    actual = focalkit.softmax_focal_loss(x, target, reduction=reduction, gamma=0.0, **options)
+    torch.testing.assert_close(actual, expected, equal_nan=True)
+
+
 def test_uint8_targets_are_classes_not_ignore_index() -> None:
     # -100 is 156 as a uint8: class 156 must still count
     x = spread_logits((4, 200), seed=4, top=10.0).float()
@@ -599,6 +622,17 @@ def test_sigmoid_tails(gamma: float, dtype: torch.dtype) -> None:
     y = torch.cat([torch.ones(2 * len(TAIL_LOGITS)), torch.zeros(2 * len(TAIL_LOGITS))]).to(dtype)
     for alpha in (None, 0.25):
         check_elementwise("sigmoid", x, y, reduction="none", gamma=gamma, alpha=alpha)
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 1e-6, 1e-12, 1 - 1e-6])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_elementwise_alpha_near_0_and_1(alpha: float, dtype: torch.dtype) -> None:
+    # alpha_t = alpha for positives and 1 - alpha for negatives, each to its own precision
+    x = torch.tensor([0.8131, -0.8131, 3.0, -3.0], dtype=dtype)
+    y = torch.tensor([1.0, 0.0, 0.25, 1.0], dtype=dtype)
+    for gamma in (0.0, 2.0):
+        check_elementwise("sigmoid", x, y, reduction="none", gamma=gamma, alpha=alpha)
+        check_elementwise("binary", x.sigmoid(), y, reduction="none", gamma=gamma, alpha=alpha)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
