@@ -13,6 +13,12 @@ each) and records their ratio; the report is the median ratio over ``--rounds`` 
 ``--quality`` also trains focal and built-in objectives on an imbalanced ``make_classification``
 problem (1.5 % positives) in both libraries and prints PR-AUC and minority recall on a held-out
 30 %, for BENCHMARKS.md. Run with ``OMP_WAIT_POLICY=PASSIVE``.
+
+``--convergence`` trains the focal objectives (gamma=2; alpha=0.25 binary, none multi-class)
+with each library's default parameters for 100 rounds, in both APIs, from margin 0 and from
+``prior_margin``, on the problems of tests/gbdt/test_gbdt_convergence.py (2,000 rows: 1, 2.5 and
+5 % positives, and 10 classes with frequencies falling as 0.6 ** k), with ``hessian="bounded"``
+and ``"exact"``, and prints the training focal loss before and after and the largest margin.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -152,8 +159,14 @@ def quality(threads: int) -> None:
             ("xgboost binary:logistic", {**common, "objective": "binary:logistic"}, None, None),
             (
                 "xgboost focal gamma=2 alpha=0.25",
-                {**common, "min_child_weight": 1e-3, "disable_default_eval_metric": True},
+                {**common, "disable_default_eval_metric": True},
                 focal_xgb.binary_focal_objective(2.0, 0.25),
+                focal_xgb.binary_focal_metric(2.0, 0.25),
+            ),
+            (
+                "xgboost focal gamma=2 alpha=0.25 hessian='exact' min_child_weight=1e-3",
+                {**common, "min_child_weight": 1e-3, "disable_default_eval_metric": True},
+                focal_xgb.binary_focal_objective(2.0, 0.25, hessian="exact"),
                 focal_xgb.binary_focal_metric(2.0, 0.25),
             ),
         ]:
@@ -173,7 +186,13 @@ def quality(threads: int) -> None:
             (
                 "lightgbm focal gamma=2 alpha=0.25",
                 {**common_lgb, "objective": focal_lgb.binary_focal_objective(2.0, 0.25),
-                 "metric": "None", "max_delta_step": 1.0, "lambda_l2": 1.0},
+                 "metric": "None"},
+                focal_lgb.binary_focal_metric(2.0, 0.25),
+            ),
+            (
+                "lightgbm focal gamma=2 alpha=0.25 hessian='exact' max_delta_step=1 lambda_l2=1",
+                {**common_lgb, "metric": "None", "max_delta_step": 1.0, "lambda_l2": 1.0,
+                 "objective": focal_lgb.binary_focal_objective(2.0, 0.25, hessian="exact")},
                 focal_lgb.binary_focal_metric(2.0, 0.25),
             ),
         ]:  # fmt: skip
@@ -189,6 +208,87 @@ def quality(threads: int) -> None:
             report(f"{label} ({booster.best_iteration} rounds)", predict_proba(margins + prior))
 
 
+def convergence_problem(rate: float | None) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    if rate is not None:
+        return make_classification(  # type: ignore[no-any-return]
+            n_samples=2000, n_features=6, n_informative=3, weights=[1.0 - rate],
+            flip_y=0.0, class_sep=0.8, random_state=0,
+        )  # fmt: skip
+    frequencies = 0.6 ** np.arange(10)
+    return make_classification(  # type: ignore[no-any-return]
+        n_samples=2000, n_features=8, n_informative=6, n_classes=10, n_clusters_per_class=1,
+        weights=list(frequencies / frequencies.sum()), flip_y=0.0, random_state=0,
+    )  # fmt: skip
+
+
+def convergence(threads: int) -> None:
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    from focalkit import lightgbm as focal_lgb
+    from focalkit import xgboost as focal_xgb
+    from focalkit.gbdt import binary_focal_value, prior_margin, softmax_focal_value
+
+    print(f"xgboost {xgb.__version__}, lightgbm {lgb.__version__}, threads {threads}")
+    print(
+        "hessian  problem  library  api         start  loss before -> after 100 rounds  max|margin|"
+    )
+    for hessian in ("bounded", "exact"):
+        for name, rate in (("1%", 0.01), ("2.5%", 0.025), ("5%", 0.05), ("10-class", None)):
+            X, y = convergence_problem(rate)
+            classes = None if rate is not None else 10
+            for start in ("zero", "prior"):
+                if classes is None:
+                    base = np.full(len(y), prior_margin(y) if start == "prior" else 0.0)
+
+                    def loss(margins: np.ndarray, y: np.ndarray = y) -> float:
+                        return float(binary_focal_value(margins, y).mean())
+                else:
+                    prior = prior_margin(y, classes) if start == "prior" else np.zeros(classes)
+                    base = np.tile(prior, (len(y), 1))
+
+                    def loss(margins: np.ndarray, y: np.ndarray = y) -> float:
+                        return float(softmax_focal_value(margins, y).mean())
+
+                extra = {} if classes is None else {"num_class": classes}
+                for library, adapter in (("xgboost", focal_xgb), ("lightgbm", focal_lgb)):
+                    if classes is None:
+                        objective = adapter.binary_focal_objective(hessian=hessian)
+                    else:
+                        objective = adapter.softmax_focal_objective(classes, hessian=hessian)
+                    for api in ("train", "classifier"):
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            if library == "xgboost" and api == "train":
+                                dtrain = xgb.DMatrix(X, label=y, base_margin=base)
+                                booster = xgb.train(
+                                    {"nthread": threads, **extra}, dtrain, 100, obj=objective
+                                )
+                                margins = booster.predict(dtrain, output_margin=True)
+                            elif library == "xgboost":
+                                model = xgb.XGBClassifier(objective=objective, n_jobs=threads)
+                                model.fit(X, y, base_margin=base)
+                                margins = model.predict(X, output_margin=True, base_margin=base)
+                            elif api == "train":
+                                params = {"objective": objective, "num_threads": threads,
+                                          "verbose": -1, **extra}  # fmt: skip
+                                booster = lgb.train(params, lgb.Dataset(X, y, init_score=base), 100)
+                                margins = booster.predict(X, raw_score=True) + base
+                            else:
+                                model = lgb.LGBMClassifier(
+                                    objective=objective, n_jobs=threads, verbose=-1
+                                )
+                                model.fit(X, y, init_score=base)
+                                margins = model.predict(X, raw_score=True) + base
+                        print(
+                            f"{hessian:8s} {name:8s} {library:8s} {api:11s} {start:5s}  "
+                            f"{loss(base):.4g} -> {loss(margins):.4g}  {np.abs(margins).max():.3g}",
+                            flush=True,
+                        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -197,7 +297,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quality", action="store_true", help="also PR-AUC and recall")
+    parser.add_argument(
+        "--convergence", action="store_true", help="only the default-parameter convergence table"
+    )
     args = parser.parse_args()
+    if args.convergence:
+        convergence(args.threads)
+        return
     print(
         f"numpy {np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"

@@ -17,9 +17,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from focalkit._core import validation
 from focalkit.gbdt import (
+    Hessian,
     binary_focal_grad_hess,
     binary_focal_value,
     check_binary_alpha,
+    check_hessian,
     check_min_hessian,
     check_num_class,
     check_softmax_alpha,
@@ -141,8 +143,9 @@ class Objective(_FocalLoss):
 
     ``grad = weight * g`` and ``hess = scale * weight * max(h, min_hessian)``, with ``g`` and
     ``h`` from :func:`focalkit.gbdt.binary_focal_grad_hess` or
-    :func:`focalkit.gbdt.softmax_focal_grad_hess` and ``scale`` the library's multi-class
-    Hessian convention, :meth:`multiclass_hessian_scale` (1 for the binary loss).
+    :func:`focalkit.gbdt.softmax_focal_grad_hess` (``hessian="bounded"`` or ``"exact"``) and
+    ``scale`` the library's multi-class Hessian convention, :meth:`multiclass_hessian_scale`
+    (1 for the binary loss).
     """
 
     def __init__(
@@ -152,12 +155,17 @@ class Objective(_FocalLoss):
         gamma: object,
         alpha: object,
         *,
+        hessian: object,
         min_hessian: object,
     ) -> None:
         super().__init__(factory, num_class, gamma, alpha)
+        self.hessian: Hessian = "bounded" if check_hessian(hessian, self.where) else "exact"
         self.min_hessian = check_min_hessian(min_hessian, self.where)
         classes = self.num_class
         self.hessian_scale = 1.0 if classes is None else self.multiclass_hessian_scale(classes)
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, hessian={self.hessian!r})"
 
     @staticmethod
     def multiclass_hessian_scale(num_class: int) -> float:
@@ -176,6 +184,7 @@ class Objective(_FocalLoss):
                 alpha=self.alpha,  # type: ignore[arg-type]
                 weight=weight,
                 min_hessian=self.min_hessian,
+                hessian=self.hessian,
             )
         grad, hess = softmax_focal_grad_hess(
             margins,
@@ -184,6 +193,7 @@ class Objective(_FocalLoss):
             alpha=self.alpha,
             weight=weight,
             min_hessian=self.min_hessian,
+            hessian=self.hessian,
         )
         if self.hessian_scale != 1.0:
             hess *= self.hessian_scale

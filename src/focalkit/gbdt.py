@@ -11,13 +11,32 @@ computed in log space, so they are finite and keep their relative precision at m
 :math:`\pm 10^4` and for :math:`0 < \gamma < 1`, where autograd of the naive formula meets
 :math:`0 \cdot \infty`. All results are float64; the caller's arrays are never written to.
 
-**The Hessian floor.** Unlike cross-entropy, the focal loss is not convex in the margin: for
-badly misclassified rows with :math:`\gamma > 0` the exact :math:`h` is negative, and for
-confident correct rows it tends to 0. A tree's leaf value is :math:`-\sum g / (\sum h + \lambda)`,
-so a negative or vanishing sum of Hessians sends it the wrong way or to infinity. The functions
-here therefore return ``hess = weight * max(h, min_hessian)``, with :math:`h` the exact
-unweighted second derivative, and ``grad = weight * g`` exactly. XGBoost's own objectives floor
-their Hessians the same way (at ``1e-16``).
+**The Hessian the trees see.** A tree's leaf value is the Newton step
+:math:`-\sum g / (\sum h + \lambda)` over its rows. Unlike cross-entropy, the focal loss is not
+convex in the margin: with :math:`\gamma > 0` its exact second derivative is negative for badly
+misclassified rows, and for confident correct rows it vanishes faster than the gradient (by a
+factor :math:`(1 - p_t)^\gamma` more than cross-entropy's), so a leaf holding a few hard rows
+among many easy ones divides a sizeable :math:`\sum g` by almost nothing. With LightGBM's
+defaults (:math:`\lambda = 0`) that sent margins to :math:`10^3`-:math:`10^4` from the prior on
+imbalanced data, and XGBoost's ``min_child_weight=1`` refused every split, since the exact
+Hessians of a leaf summed below 1 (the adapters' docstrings give the figures). The gradient
+alone fixes the minimum the trees move towards; a positive curvature only sets the step. So by
+default (``hessian="bounded"``) the functions here return
+
+.. math::
+    h = \max\bigl(h_{\text{exact}},\ \alpha_t\, p (1 - p)\bigr),
+
+the exact curvature or the (``alpha``-weighted) cross-entropy curvature, whichever is larger.
+A row's step :math:`-g / h` is then never more than :math:`-g / (\alpha_t p (1 - p))`; for a
+confident row that is :math:`(1 + \gamma) (1 - p_t)^\gamma` times cross-entropy's step,
+shrinking as the row gets easier, where with the exact Hessian it stays at
+:math:`1 / (1 + \gamma)` however easy the row. The maximum keeps the exact curvature where it
+is the larger (up to 2.3 times cross-entropy's for :math:`\gamma = 2`, 4.4 times for
+:math:`\gamma = 5`). At ``gamma=0``, :math:`h_{\text{exact}} = \alpha_t p (1 - p)`: the exact
+Hessian, so the built-in objectives' trees are trained unchanged. ``hessian="exact"`` returns
+:math:`h_{\text{exact}}`. Either way ``hess = weight * max(h, min_hessian)`` and
+``grad = weight * g`` exactly. XGBoost's own objectives floor their Hessians the same way (at
+``1e-16``).
 
 References:
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
@@ -27,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -45,6 +64,8 @@ __all__ = [
 
 Array: TypeAlias = NDArray[np.float64]
 SoftmaxAlpha: TypeAlias = float | Sequence[float] | NDArray[Any] | None
+Hessian: TypeAlias = Literal["bounded", "exact"]
+HESSIANS: tuple[str, ...] = ("bounded", "exact")
 
 
 # ------------------------------------------------------------------------------ argument checks
@@ -59,6 +80,15 @@ def check_min_hessian(min_hessian: object, where: str) -> float:
     if math.isnan(value):
         raise ValueError(f"{where}: min_hessian must be a real number, got {min_hessian!r}")
     return value
+
+
+def check_hessian(hessian: object, where: str) -> bool:
+    """Whether ``hessian`` names the bounded convention; ``"exact"`` gives ``False``."""
+    if not isinstance(hessian, str) or hessian not in HESSIANS:
+        raise ValueError(
+            f"{where}: hessian must be one of {', '.join(map(repr, HESSIANS))}, got {hessian!r}"
+        )
+    return hessian == "bounded"
 
 
 def check_num_class(num_class: object, where: str) -> int:
@@ -217,6 +247,7 @@ def _binary_block(
     gamma: float,
     alpha: float | None,
     floor: float,
+    bounded: bool,
     grad: Array,
     hess: Array,
 ) -> None:
@@ -225,11 +256,13 @@ def _binary_block(
     # With F = q + gamma p L (L = -log p_t):  dl/du = -q^gamma F and
     # d2l/du2 = p q^gamma [(1 + 2 gamma) q + gamma L (gamma p - q)]
     #         = gamma p q^gamma [q ((1 + gamma) / gamma - L) + F].
+    cross_entropy = None  # p (1 - p) = p_t q, cross-entropy's curvature, where it can differ
     if focal is None:  # gamma == 0: dl/du = -q, d2l/du2 = p q
         np.copyto(grad, q)
         curvature = np.multiply(p_t, q, out=log_pt)
-        scale = 1.0
     else:
+        if bounded:
+            cross_entropy = np.multiply(p_t, q)
         np.multiply(p_t, log_pt, out=grad)
         grad *= -gamma
         grad += q  # F
@@ -238,21 +271,23 @@ def _binary_block(
         curvature += grad
         curvature *= p_t
         curvature *= focal
+        curvature *= gamma
         grad *= focal  # -dl/du
-        scale = gamma
     # g = (du/dx) dl/du with du/dx = 2y - 1, times alpha_t = (1 - alpha) + (2 alpha - 1) y;
     # -(2y - 1) alpha_t = (1 - alpha) - y.
     if alpha is None:
         sign = np.multiply(y, -2.0, out=p_t)
         sign += 1.0
         grad *= sign
-        if scale != 1.0:
-            curvature *= scale
     else:
         grad *= np.subtract(1.0 - alpha, y, out=p_t)
-        alpha_t = np.multiply(y, scale * (2.0 * alpha - 1.0), out=q)
-        alpha_t += scale * (1.0 - alpha)
+        alpha_t = np.multiply(y, 2.0 * alpha - 1.0, out=q)
+        alpha_t += 1.0 - alpha
         curvature *= alpha_t
+        if cross_entropy is not None:
+            cross_entropy *= alpha_t
+    if cross_entropy is not None:
+        np.maximum(curvature, cross_entropy, out=curvature)
     np.maximum(curvature, floor, out=hess)
 
 
@@ -264,8 +299,9 @@ def binary_focal_grad_hess(
     alpha: float | None = 0.25,
     weight: ArrayLike | None = None,
     min_hessian: float = 1e-6,
+    hessian: Hessian = "bounded",
 ) -> tuple[Array, Array]:
-    r"""Gradient and floored Hessian of the sigmoid focal loss with respect to the margin.
+    r"""Gradient and Hessian of the sigmoid focal loss with respect to the margin, for trees.
 
     The loss of a row is :func:`focalkit.sigmoid_focal_loss`'s with the margin :math:`x` as logit:
 
@@ -282,16 +318,19 @@ def binary_focal_grad_hess(
         \frac{d^2\ell}{du^2} = \alpha_t p_t q^{\gamma}
             \left[(1 + 2\gamma) q + \gamma L (\gamma p_t - q)\right],
 
-    and :math:`g = (2y - 1)\, d\ell/du`, :math:`h = d^2\ell/du^2`. Neither contains
+    and :math:`g = (2y - 1)\, d\ell/du`, :math:`h_{\text{exact}} = d^2\ell/du^2`. Neither contains
     :math:`q^{\gamma - 1}`, so both are bounded for :math:`0 < \gamma < 1`; :math:`p_t`,
     :math:`q`, :math:`L` and :math:`q^\gamma` come from ``log1p`` of :math:`e^{-|u|}`, so they
     keep their relative precision however confident the margin. At ``gamma=0, alpha=None`` this
     is the logistic loss: :math:`g = p - y`, :math:`h = p (1 - p)`.
 
-    Returns ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)``. The floor is there
-    because trees divide by the summed Hessians of a leaf: the exact :math:`h` is negative for
-    badly misclassified rows when ``gamma > 0`` (the focal loss is not convex) and tends to 0 for
-    confident ones, which would send leaf values the wrong way or to infinity.
+    Returns ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)`` with, by default
+    (``hessian="bounded"``), :math:`h = \max(h_{\text{exact}}, \alpha_t p (1 - p))`: the trees
+    divide by summed Hessians, and the exact :math:`h` is negative for badly misclassified rows
+    when ``gamma > 0`` (the focal loss is not convex) and tends to 0 for confident ones faster
+    than the gradient, which sends leaf values the wrong way or to infinity (the module
+    docstring says more). At ``gamma=0`` both conventions give the exact
+    :math:`\alpha_t p (1 - p)`. ``hessian="exact"`` returns :math:`h = h_{\text{exact}}`.
 
     Args:
         margin: Raw scores (log-odds).
@@ -301,7 +340,9 @@ def binary_focal_grad_hess(
             no alpha weighting. Default: 0.25, as Lin et al. and ``sigmoid_focal_loss``.
         weight: Per-row sample weights; they multiply ``grad`` and ``hess``. Default: none.
         min_hessian: The floor of the unweighted Hessian. Default: ``1e-6``. ``-math.inf``
-            returns the exact second derivative (negative in places: not for trees).
+            with ``hessian="exact"`` returns the exact second derivative (negative in places:
+            not for trees).
+        hessian: ``"bounded"`` (default) or ``"exact"``: the curvature returned, above.
 
     Shape:
         - margin, label, weight: :math:`(N)`.
@@ -312,8 +353,11 @@ def binary_focal_grad_hess(
         >>> from focalkit.gbdt import binary_focal_grad_hess
         >>> margin, label = np.array([-3.0, 0.0, 2.0]), np.array([1, 0, 1])
         >>> grad, hess = binary_focal_grad_hess(margin, label)
-        >>> print(grad.round(4), [f"{h:.3g}" for h in hess])  # row 0: h < 0, floored
-        [-0.2817  0.2237 -0.0012] ['1e-06', '0.299', '0.00317']
+        >>> print(grad.round(4), hess.round(4))  # rows 0 and 2: alpha_t p (1 - p)
+        [-0.2817  0.2237 -0.0012] [0.0113 0.2994 0.0262]
+        >>> _, exact = binary_focal_grad_hess(margin, label, hessian="exact")
+        >>> print([f"{h:.3g}" for h in exact])  # row 0: h < 0, floored at min_hessian
+        ['1e-06', '0.299', '0.00317']
         >>> grad, hess = binary_focal_grad_hess(np.array([-1e4, 1e4]), label[:2], gamma=0.5)
         >>> bool(np.isfinite(grad).all() and np.isfinite(hess).all())
         True
@@ -329,6 +373,7 @@ def binary_focal_grad_hess(
     validation.check_gamma(gamma, where)
     alpha_value = check_binary_alpha(alpha, where)
     floor = check_min_hessian(min_hessian, where)
+    bounded = check_hessian(hessian, where)
     x = _margin_vector(margin, where)
     y = _binary_label(label, x.shape[0], where)
     w = _weight_vector(weight, x.shape[0], where)
@@ -337,7 +382,7 @@ def binary_focal_grad_hess(
     grad, hess = np.empty_like(x), np.empty_like(x)
     for start in range(0, x.shape[0], _BLOCK_ROWS):
         block = slice(start, start + _BLOCK_ROWS)
-        _binary_block(x[block], y[block], g, alpha_value, floor, grad[block], hess[block])
+        _binary_block(x[block], y[block], g, alpha_value, floor, bounded, grad[block], hess[block])
     if w is not None:
         grad *= w
         hess *= w
@@ -460,8 +505,9 @@ def softmax_focal_grad_hess(
     alpha: SoftmaxAlpha = None,
     weight: ArrayLike | None = None,
     min_hessian: float = 1e-6,
+    hessian: Hessian = "bounded",
 ) -> tuple[Array, Array]:
-    r"""Gradient and floored diagonal Hessian of the softmax focal loss with respect to margins.
+    r"""Gradient and diagonal Hessian of the softmax focal loss with respect to margins, for trees.
 
     The loss of a row with label :math:`t` is :func:`focalkit.softmax_focal_loss`'s:
 
@@ -490,12 +536,14 @@ def softmax_focal_grad_hess(
     :math:`h = p (1 - p)`. Only the Hessian's diagonal is returned; XGBoost and LightGBM use no
     more.
 
-    Returns ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)``, with the floor for
-    the reason :func:`binary_focal_grad_hess` gives (:math:`h_t < 0` for badly misclassified rows
-    when ``gamma > 0``; trees divide by summed Hessians). These are the exact derivatives;
-    XGBoost's and LightGBM's built-in softmax objectives use :math:`2 p (1 - p)` and
-    :math:`K / (K - 1)\, p (1 - p)`, and the adapters in :mod:`focalkit.xgboost` and
-    :mod:`focalkit.lightgbm` multiply ``hess`` by those factors.
+    Returns ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)`` with, by default
+    (``hessian="bounded"``), :math:`h_j = \max(h_{\text{exact}, j}, \alpha_t p_j (1 - p_j))`
+    for the reason :func:`binary_focal_grad_hess` gives (:math:`h_t < 0` for badly
+    misclassified rows when ``gamma > 0``, and vanishing curvature for confident ones; trees
+    divide by summed Hessians); ``hessian="exact"`` returns the exact diagonal. At ``gamma=0``
+    both are the exact :math:`\alpha_t p_j (1 - p_j)`. XGBoost's and LightGBM's built-in softmax
+    objectives use :math:`2 p (1 - p)` and :math:`K / (K - 1)\, p (1 - p)`, and the adapters in
+    :mod:`focalkit.xgboost` and :mod:`focalkit.lightgbm` multiply ``hess`` by those factors.
 
     Args:
         margins: Raw scores, one column per class.
@@ -505,7 +553,9 @@ def softmax_focal_grad_hess(
             ``>= 0`` per class, e.g. from :func:`focalkit.class_weights`. Default: ``None``.
         weight: Per-row sample weights; they multiply ``grad`` and ``hess``. Default: none.
         min_hessian: The floor of the unweighted Hessian. Default: ``1e-6``. ``-math.inf``
-            returns the exact diagonal (negative in places: not for trees).
+            with ``hessian="exact"`` returns the exact diagonal (negative in places: not for
+            trees).
+        hessian: ``"bounded"`` (default) or ``"exact"``: the curvature returned, above.
 
     Shape:
         - margins: :math:`(N, K)`, :math:`K \ge 2`. label, weight: :math:`(N)`.
@@ -519,7 +569,10 @@ def softmax_focal_grad_hess(
         >>> print(grad.round(4))
         [[-0.0273  0.0223  0.005 ]
          [ 0.0514 -1.0839  1.0325]]
-        >>> print(hess.round(4))
+        >>> print(hess.round(4))  # row 0: alpha_t p_j (1 - p_j); row 1: the exact diagonal
+        [[0.1684 0.1446 0.0376]
+         [0.0493 0.1412 0.1771]]
+        >>> print(softmax_focal_grad_hess(margins, np.array([0, 1]), hessian="exact")[1].round(4))
         [[0.0624 0.0458 0.0061]
          [0.0493 0.1412 0.1771]]
         >>> p = np.exp(margins) / np.exp(margins).sum(1, keepdims=True)
@@ -532,13 +585,14 @@ def softmax_focal_grad_hess(
     """
     where = "softmax_focal_grad_hess()"
     floor = check_min_hessian(min_hessian, where)
+    bounded = check_hessian(hessian, where)
     z, t, g, alpha_t, w = _softmax_arguments(margins, label, gamma, alpha, weight, where)
     grad, hess = np.empty_like(z), np.empty_like(z)
     rows = max(1, _BLOCK_ROWS // z.shape[1])
     for start in range(0, z.shape[0], rows):
         block = slice(start, start + rows)
         block_alpha = alpha_t[block] if isinstance(alpha_t, np.ndarray) else alpha_t
-        _softmax_block(z[block], t[block], g, block_alpha, floor, grad[block], hess[block])
+        _softmax_block(z[block], t[block], g, block_alpha, floor, bounded, grad[block], hess[block])
     if w is not None:
         grad *= w[:, None]
         hess *= w[:, None]
@@ -551,6 +605,7 @@ def _softmax_block(
     gamma: float,
     alpha_t: float | Array | None,
     floor: float,
+    bounded: bool,
     grad: Array,
     hess: Array,
 ) -> None:
@@ -575,10 +630,31 @@ def _softmax_block(
     share_o = share[rows, terms.other]
     hess[rows, terms.other] = share_o * (big_b * share_o - big_g * (p_t + q * terms.rest_o))
     hess[rows, t] = big_b - big_g * p_t
+    if bounded and gamma != 0:  # at gamma = 0 the exact diagonal is alpha_t p_j (1 - p_j)
+        np.maximum(hess, _cross_entropy_diagonal(terms, alpha_t), out=hess)
     np.maximum(hess, floor, out=hess)
     # g_j = -G s_j for j != t;  g_t = G.
     np.multiply(share, -big_g[:, None], out=grad)
     grad[rows, t] = big_g
+
+
+def _cross_entropy_diagonal(terms: _SoftmaxTerms, alpha_t: float | Array | None) -> Array:
+    r""":math:`\alpha_t p_j (1 - p_j)`, cross-entropy's Hessian diagonal, each factor precise.
+
+    :math:`p_j = q s_j` and :math:`1 - p_j = 1 - q s_j` for :math:`j \ne t`, with
+    :math:`1 - p_o = p_t + q R_o / R` for the largest other class; :math:`p_t (1 - p_t) = p_t q`.
+    """
+    rows, q = terms.rows, terms.q
+    probability = terms.share * q[:, None]
+    diagonal: Array = np.subtract(1.0, probability)
+    diagonal[rows, terms.other] = terms.p_t + q * terms.rest_o
+    diagonal *= probability
+    diagonal[rows, terms.t] = terms.p_t * q
+    if isinstance(alpha_t, np.ndarray):
+        diagonal *= alpha_t[:, None]
+    elif alpha_t is not None:
+        diagonal *= alpha_t
+    return diagonal
 
 
 def softmax_focal_value(

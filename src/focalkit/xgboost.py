@@ -20,16 +20,24 @@ score a model trained with a built-in objective, take its margins yourself:
 ``focalkit.gbdt.binary_focal_value(booster.predict(dvalid, output_margin=True), y_valid).mean()``
 (``Booster.eval_set(..., feval=metric)``, which predicts margins by default, works too).
 
-**Hessian convention.** The binary objective's Hessian is the exact one, as ``binary:logistic``'s
-is. ``multi:softprob`` uses :math:`2 p (1 - p)`, twice the exact diagonal, so the multi-class
-objective returns ``2 * weight * max(h, min_hessian)``: at ``gamma=0, alpha=None`` both objectives
-train the same trees as the built-ins (tested), and ``min_child_weight`` and ``reg_lambda`` mean
-what they mean there.
+**What the trees see.** The focal loss's gradient, exactly, and by default
+(``hessian="bounded"``) the curvature :math:`\max(h, \alpha_t p (1 - p))` of each row (of each
+class, for the multi-class objective): the exact second derivative :math:`h` where it is the
+larger, else cross-entropy's, weighted by ``alpha`` (:mod:`focalkit.gbdt` says why; it changes
+the steps, not the minimum the trees move towards). ``multi:softprob`` uses :math:`2 p (1 - p)`,
+twice the exact diagonal, so the multi-class objective returns twice that. At ``gamma=0`` it
+is the exact Hessian, and both objectives train the same trees as ``binary:logistic`` and
+``multi:softprob`` (tested, to ``1e-5`` after 50 rounds); ``min_child_weight`` and
+``reg_lambda`` mean what they mean there, for Hessians at least ``alpha_t`` times theirs.
 
-**Split and leaf constraints.** Focal Hessians are :math:`(1 - p_t)^\gamma` times the logistic
-ones, so XGBoost's default ``min_child_weight=1`` can forbid every split on imbalanced data:
-lower it (``1e-3`` in focalkit's tests). Keep ``reg_lambda`` at its default 1: it bounds the
-leaf values :math:`-\sum g / (\sum h + \lambda)` where the Hessians are small.
+**Defaults converge.** With XGBoost's defaults otherwise (``eta=0.3``, ``max_depth=6``,
+``min_child_weight=1``, ``reg_lambda=1``), 100 rounds of the focal objectives (gamma 2; alpha
+0.25 binary) on 2,000 rows with 1, 2.5 and 5 % positives, and on 10 classes with frequencies
+falling as :math:`0.6^k`, lowered the training focal loss 20- to 670-fold from margin 0 and
+from ``prior_margin``, in both APIs, with every margin within :math:`\pm 7.7` (tested).
+``hessian="exact"`` keeps the exact Hessian, floored at ``min_hessian``: from ``prior_margin``
+at 1 and 2.5 % positives it made no split in 100 rounds (``min_child_weight=1`` is more than
+any leaf's sum of exact focal Hessians there), so lower ``min_child_weight`` (``1e-3``) with it.
 
 **Early stopping on the focal metric.** Set ``disable_default_eval_metric=True`` (``xgb.train``
 params or ``XGBClassifier``) so that the metric is the only one XGBoost reports; early stopping
@@ -45,8 +53,7 @@ Example:
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(400, 3)); y = (X[:, 0] + rng.normal(size=400) > 1.5).astype(int)
     >>> dtrain = xgb.DMatrix(X, label=y, base_margin=np.full(400, prior_margin(y)))
-    >>> params = {"max_depth": 2, "nthread": 1, "min_child_weight": 1e-3,
-    ...           "disable_default_eval_metric": True}
+    >>> params = {"max_depth": 2, "nthread": 1, "disable_default_eval_metric": True}
     >>> log = {}
     >>> booster = xgb.train(params, dtrain, 20, obj=binary_focal_objective(gamma=2.0),
     ...                     custom_metric=binary_focal_metric(gamma=2.0), evals=[(dtrain, "train")],
@@ -69,7 +76,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from focalkit import _gbdt_adapters
 from focalkit._gbdt_adapters import METRIC_NAME, caller_locals, probabilities_not_margins, unpack
-from focalkit.gbdt import SoftmaxAlpha
+from focalkit.gbdt import Hessian, SoftmaxAlpha
 
 try:
     import xgboost as xgb
@@ -150,18 +157,27 @@ class FocalMetric(_gbdt_adapters.Metric):
 
 
 def binary_focal_objective(
-    gamma: float = 2.0, alpha: float | None = 0.25, *, min_hessian: float = 1e-6
+    gamma: float = 2.0,
+    alpha: float | None = 0.25,
+    *,
+    hessian: Hessian = "bounded",
+    min_hessian: float = 1e-6,
 ) -> FocalObjective:
     r"""Binary focal objective: :func:`focalkit.gbdt.binary_focal_grad_hess` for XGBoost.
 
-    ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)`` with :math:`g`, :math:`h`
-    the exact derivatives of ``sigmoid_focal_loss`` with respect to the margin. At ``gamma=0,
-    alpha=None`` it trains what ``binary:logistic`` trains.
+    ``grad = weight * g`` and ``hess = weight * max(h, min_hessian)``, with :math:`g` the exact
+    derivative of ``sigmoid_focal_loss`` with respect to the margin and, by default,
+    :math:`h = \max(h_{\text{exact}}, \alpha_t p (1 - p))`: the exact curvature or
+    cross-entropy's, whichever is larger, which converges with XGBoost's default parameters
+    (the module docstring gives the figures). At ``gamma=0`` it is the exact Hessian, and with
+    ``alpha=None`` the objective trains what ``binary:logistic`` trains.
 
     Args:
         gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
         alpha: Weight of positives in ``[0, 1]`` (``1 - alpha`` for negatives), or ``None``.
             Default: 0.25.
+        hessian: ``"bounded"`` (default), the curvature above, or ``"exact"``,
+            :math:`h_{\text{exact}}` (with it, lower ``min_child_weight``).
         min_hessian: Floor of the unweighted Hessian. Default: ``1e-6``.
 
     Example:
@@ -169,12 +185,14 @@ def binary_focal_objective(
         >>> from focalkit.xgboost import binary_focal_objective
         >>> objective = binary_focal_objective(gamma=2.0, alpha=0.25)
         >>> objective
-        binary_focal_objective(gamma=2.0, alpha=0.25)
+        binary_focal_objective(gamma=2.0, alpha=0.25, hessian='bounded')
         >>> grad, hess = objective(np.array([1.0, 0.0]), np.array([-3.0, 0.0]))  # y_true, y_pred
         >>> print(grad.round(4))
         [-0.2817  0.2237]
     """
-    return FocalObjective("binary_focal_objective", None, gamma, alpha, min_hessian=min_hessian)
+    return FocalObjective(
+        "binary_focal_objective", None, gamma, alpha, hessian=hessian, min_hessian=min_hessian
+    )
 
 
 def softmax_focal_objective(
@@ -182,21 +200,24 @@ def softmax_focal_objective(
     gamma: float = 2.0,
     alpha: SoftmaxAlpha = None,
     *,
+    hessian: Hessian = "bounded",
     min_hessian: float = 1e-6,
 ) -> FocalObjective:
     r"""Multi-class focal objective for XGBoost, with ``multi:softprob``'s Hessian convention.
 
-    ``grad = weight * g`` and ``hess = 2 * weight * max(h, min_hessian)`` with :math:`g` and
-    :math:`h` the exact gradient and Hessian diagonal of ``softmax_focal_loss``
-    (:func:`focalkit.gbdt.softmax_focal_grad_hess`). The factor 2 is ``multi:softprob``'s
-    (:math:`2 p (1 - p)`), so at ``gamma=0, alpha=None`` this trains what it trains. Set
-    ``num_class`` in ``xgb.train``'s params too; ``XGBClassifier`` sets it.
+    ``grad = weight * g`` and ``hess = 2 * weight * max(h, min_hessian)`` with :math:`g` the
+    exact gradient of ``softmax_focal_loss`` (:func:`focalkit.gbdt.softmax_focal_grad_hess`) and,
+    by default, :math:`h_j = \max(h_{\text{exact}, j}, \alpha_t p_j (1 - p_j))`, as for the
+    binary objective. The factor 2 is ``multi:softprob``'s (:math:`2 p (1 - p)`), so at
+    ``gamma=0, alpha=None`` this trains what it trains. Set ``num_class`` in ``xgb.train``'s
+    params too; ``XGBClassifier`` sets it.
 
     Args:
         num_class: Number of classes :math:`K \ge 2`; predictions must have K columns.
         gamma: Focusing parameter, ``gamma >= 0``. Default: 2.
         alpha: ``None``, a number ``>= 0``, or one value ``>= 0`` per class (e.g.
             :func:`focalkit.class_weights`). Default: ``None``.
+        hessian: ``"bounded"`` (default) or ``"exact"``, as for the binary objective.
         min_hessian: Floor of the unweighted, unscaled Hessian. Default: ``1e-6``.
 
     Example:
@@ -204,13 +225,18 @@ def softmax_focal_objective(
         >>> from focalkit.xgboost import softmax_focal_objective
         >>> objective = softmax_focal_objective(3, alpha=[0.2, 0.3, 0.5])
         >>> objective
-        softmax_focal_objective(num_class=3, gamma=2.0, alpha=[0.2, 0.3, 0.5])
+        softmax_focal_objective(num_class=3, gamma=2.0, alpha=[0.2, 0.3, 0.5], hessian='bounded')
         >>> grad, hess = objective(np.array([0, 2]), np.zeros((2, 3)))
         >>> grad.shape, hess.shape
         ((2, 3), (2, 3))
     """
     return FocalObjective(
-        "softmax_focal_objective", num_class, gamma, alpha, min_hessian=min_hessian
+        "softmax_focal_objective",
+        num_class,
+        gamma,
+        alpha,
+        hessian=hessian,
+        min_hessian=min_hessian,
     )
 
 

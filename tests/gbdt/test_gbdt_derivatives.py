@@ -48,16 +48,26 @@ def softmax_rows(rows: int = 400, classes: int = 4, seed: int = 0) -> tuple[np.n
 @pytest.mark.parametrize("label", [0, 1])
 def test_binary_matches_autograd(label: int, gamma: float, alpha: float | None) -> None:
     labels = np.full(MARGINS.shape, label)
-    grad, hess = binary_focal_grad_hess(MARGINS, labels, gamma=gamma, alpha=alpha)
+    grad, hess = binary_focal_grad_hess(MARGINS, labels, gamma=gamma, alpha=alpha, hessian="exact")
     grad_ref, hess_ref = torch_binary(MARGINS, labels.astype(float), gamma, alpha)
     assert_close(grad, grad_ref, RTOL, ATOL)
     assert_close(hess, np.maximum(hess_ref, 1e-6), RTOL, ATOL)  # the floored contract
     _, exact = binary_focal_grad_hess(
-        MARGINS, labels, gamma=gamma, alpha=alpha, min_hessian=-math.inf
+        MARGINS, labels, gamma=gamma, alpha=alpha, min_hessian=-math.inf, hessian="exact"
     )
     assert_close(exact, hess_ref, RTOL, ATOL)
     assert np.any(hess_ref < 1e-6)
     assert np.any(hess_ref > 1e-3)
+    # The default: at least cross-entropy's curvature alpha_t p (1 - p), the gamma = 0 Hessian.
+    bounded_grad, bounded = binary_focal_grad_hess(MARGINS, labels, gamma=gamma, alpha=alpha)
+    _, cross_entropy = torch_binary(MARGINS, labels.astype(float), 0.0, alpha)
+    np.testing.assert_array_equal(bounded_grad, grad)
+    assert_close(bounded, np.maximum(np.maximum(hess_ref, cross_entropy), 1e-6), RTOL, ATOL)
+    if gamma == 0:
+        np.testing.assert_array_equal(bounded, hess)
+    else:  # both bounds are reached somewhere
+        assert np.any(cross_entropy > 10 * np.maximum(hess_ref, 1e-6))
+        assert np.any(hess_ref > 1.1 * cross_entropy)
 
 
 @pytest.mark.parametrize("gamma", GAMMAS)
@@ -67,11 +77,16 @@ def test_binary_tails_match_exact_oracle(gamma: float) -> None:
     for label in (0, 1):
         labels = np.full(margins.shape, label)
         grad, hess = binary_focal_grad_hess(
-            margins, labels, gamma=gamma, alpha=0.25, min_hessian=-math.inf
+            margins, labels, gamma=gamma, alpha=0.25, min_hessian=-math.inf, hessian="exact"
         )
         reference = np.array([decimal_binary(m, label, gamma, 0.25) for m in margins])
         assert_close(grad, reference[:, 0], 1e-12, 0.0)
         assert_close(hess, reference[:, 1], 1e-12, 0.0)
+        _, bounded = binary_focal_grad_hess(
+            margins, labels, gamma=gamma, alpha=0.25, min_hessian=-math.inf
+        )
+        cross_entropy = np.array([decimal_binary(m, label, 0.0, 0.25)[1] for m in margins])
+        assert_close(bounded, np.maximum(reference[:, 1], cross_entropy), 1e-12, 0.0)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 0.9, 2.0])
@@ -91,11 +106,18 @@ def test_binary_finite_at_extreme_margins(gamma: float) -> None:
 def test_binary_weight_and_floor() -> None:
     margins, labels = np.array([-3.0, 0.0, 2.0, 8.0]), np.array([1, 0, 1, 0])
     weight = np.array([2.0, 0.5, 1.0, 3.0])
-    grad, hess = binary_focal_grad_hess(margins, labels, weight=weight, min_hessian=1e-3)
-    grad1, exact = binary_focal_grad_hess(margins, labels, min_hessian=-math.inf)
+    grad, hess = binary_focal_grad_hess(
+        margins, labels, weight=weight, min_hessian=1e-3, hessian="exact"
+    )
+    grad1, exact = binary_focal_grad_hess(margins, labels, min_hessian=-math.inf, hessian="exact")
     np.testing.assert_array_equal(grad, weight * grad1)
     np.testing.assert_array_equal(hess, weight * np.maximum(exact, 1e-3))
     assert exact[0] < 0  # a confident mistake: the exact Hessian is negative
+    _, bounded = binary_focal_grad_hess(margins, labels, weight=weight, min_hessian=1e-3)
+    _, unfloored = binary_focal_grad_hess(margins, labels, min_hessian=-math.inf)
+    np.testing.assert_array_equal(bounded, weight * np.maximum(unfloored, 1e-3))
+    assert unfloored[0] > 1e-3  # alpha_t p (1 - p) = 0.25 * 0.045: above the floor
+    assert unfloored[3] < 1e-3  # p (1 - p) = 3.4e-4 at margin 8: the floor is below it
 
 
 def test_binary_value_matches_torch_loss() -> None:
@@ -150,14 +172,24 @@ def test_many_blocks_match_one() -> None:
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_softmax_matches_autograd(gamma: float, alpha: object) -> None:
     margins, labels = softmax_rows()
-    grad, hess = softmax_focal_grad_hess(margins, labels, gamma=gamma, alpha=alpha)
+    grad, hess = softmax_focal_grad_hess(margins, labels, gamma=gamma, alpha=alpha, hessian="exact")
     grad_ref, hess_ref = torch_softmax(margins, labels, gamma, alpha)
     assert_close(grad, grad_ref, RTOL, ATOL)
     assert_close(hess, np.maximum(hess_ref, 1e-6), RTOL, ATOL)
     _, exact = softmax_focal_grad_hess(
-        margins, labels, gamma=gamma, alpha=alpha, min_hessian=-math.inf
+        margins, labels, gamma=gamma, alpha=alpha, min_hessian=-math.inf, hessian="exact"
     )
     assert_close(exact, hess_ref, RTOL, ATOL)
+    # The default: at least cross-entropy's diagonal alpha_t p_j (1 - p_j), the gamma = 0 one.
+    bounded_grad, bounded = softmax_focal_grad_hess(margins, labels, gamma=gamma, alpha=alpha)
+    _, cross_entropy = torch_softmax(margins, labels, 0.0, alpha)
+    np.testing.assert_array_equal(bounded_grad, grad)
+    assert_close(bounded, np.maximum(np.maximum(hess_ref, cross_entropy), 1e-6), RTOL, ATOL)
+    if gamma == 0:
+        np.testing.assert_array_equal(bounded, hess)
+    else:
+        assert np.any(cross_entropy > 10 * np.maximum(hess_ref, 1e-6))
+        assert np.any(hess_ref > 1.1 * cross_entropy)
 
 
 @pytest.mark.parametrize("gamma", GAMMAS)
@@ -166,12 +198,16 @@ def test_softmax_tails_match_exact_oracle(gamma: float) -> None:
     alpha = [0.2, 0.3, 0.5]
     for row in rows:
         for label in range(3):
+            arguments = {"gamma": gamma, "alpha": alpha, "min_hessian": -math.inf}
             grad, hess = softmax_focal_grad_hess(
-                np.array([row]), np.array([label]), gamma=gamma, alpha=alpha, min_hessian=-math.inf
+                np.array([row]), np.array([label]), **arguments, hessian="exact"
             )
             grad_ref, hess_ref = decimal_softmax(row, label, gamma, alpha)
             assert_close(grad[0], grad_ref, 1e-12, 0.0)
             assert_close(hess[0], hess_ref, 1e-12, 0.0)
+            _, bounded = softmax_focal_grad_hess(np.array([row]), np.array([label]), **arguments)
+            _, cross_entropy = decimal_softmax(row, label, 0.0, alpha)
+            assert_close(bounded[0], np.maximum(hess_ref, cross_entropy), 1e-12, 0.0)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.3, 0.5, 2.0])
@@ -253,6 +289,11 @@ BAD_BINARY = [
     ({"alpha": 1.5}, r"binary_focal_grad_hess\(\): alpha must be in \[0, 1\], got 1.5"),
     ({"weight": [1.0, 2.0]}, r"expected weight of shape \(3,\), one per row, got \(2,\)"),
     ({"min_hessian": math.nan}, r"min_hessian must be a real number, got nan"),
+    (
+        {"hessian": "Exact"},
+        r"binary_focal_grad_hess\(\): hessian must be one of 'bounded', 'exact', got 'Exact'",
+    ),
+    ({"hessian": None}, r"hessian must be one of 'bounded', 'exact', got None"),
     ({"margin": np.zeros((3, 2))}, r"margin must be 1-D of shape \(N,\), got shape \(3, 2\)"),
 ]
 
@@ -280,6 +321,7 @@ BAD_SOFTMAX = [
         r"softmax_focal_grad_hess\(\): alpha values must be >= 0; found a negative value",
     ),
     ({"alpha": -1.0}, r"softmax_focal_grad_hess\(\): alpha must be >= 0, got -1.0"),
+    ({"hessian": "newton"}, r"softmax_focal_grad_hess\(\): hessian must be one of 'bounded'"),
     ({"margins": np.zeros(2)}, r"margins must be 2-D of shape \(N, K\) with K >= 2 classes"),
 ]
 

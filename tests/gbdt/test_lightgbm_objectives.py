@@ -40,9 +40,9 @@ PARAMS = {
     "deterministic": True,
     "verbose": -1,
 }
-# Focal Hessians are small (floored at 1e-6 where the exact one is negative): unbounded, the first
-# Newton steps -G / H overshoot by orders of magnitude; L2 regularisation bounds the leaves.
-FOCAL_PARAMS = {**PARAMS, "lambda_l2": 1.0, "metric": "None"}
+# The focal metric is the only one LightGBM reports; lambda_l2 and max_delta_step keep their
+# default 0, which the default hessian="bounded" trains with (test_gbdt_convergence.py).
+FOCAL_PARAMS = {**PARAMS, "metric": "None"}
 
 
 def test_binary_gamma_zero_trains_binary() -> None:
@@ -170,7 +170,6 @@ def test_imbalanced_classifier_api_early_stops_on_focal_metric() -> None:
         deterministic=True,
         verbose=-1,
         metric="None",
-        reg_lambda=1.0,
         objective=binary_focal_objective(gamma=2.0, alpha=0.25),
     )
     model.fit(
@@ -205,7 +204,6 @@ def test_imbalanced_multiclass_both_apis() -> None:
         deterministic=True,
         verbose=-1,
         metric="None",
-        reg_lambda=1.0,
         objective=softmax_focal_objective(3, gamma=2.0, alpha=alpha),
     )
     model.fit(
@@ -285,9 +283,13 @@ def test_booster_built_by_hand_with_an_objective_alias() -> None:
 
 # ------------------------------------------------------------------------------ divergence warning
 # With LightGBM's lambda_l2=0 and max_delta_step=0 the exact focal Hessian lets the first leaves
-# overshoot: the objective warns, once, when LightGBM trains it so.
+# overshoot: an objective with hessian="exact" warns, once, when LightGBM trains it so. The
+# default hessian="bounded" converges there (test_gbdt_convergence.py) and does not warn.
 
-UNBOUNDED = r"LightGBM is training this focal objective \(gamma=2.0\) with lambda_l2=0 and "
+UNBOUNDED = (
+    r"LightGBM is training this focal objective \(gamma=2.0, hessian='exact'\) with "
+    r"lambda_l2=0 and "
+)
 
 
 def divergence_warnings(record: list[warnings.WarningMessage]) -> list[str]:
@@ -297,7 +299,7 @@ def divergence_warnings(record: list[warnings.WarningMessage]) -> list[str]:
 def test_default_parameters_warn_once_and_do_diverge() -> None:
     X_train, _, y_train, _ = imbalanced_split()
     prior = prior_margin(y_train)
-    objective = binary_focal_objective(gamma=2.0, alpha=0.25)
+    objective = binary_focal_objective(gamma=2.0, alpha=0.25, hessian="exact")
     train_set = lgb.Dataset(X_train, y_train, init_score=np.full(len(y_train), prior))
     with pytest.warns(UserWarning, match=r"binary_focal_objective\(\): " + UNBOUNDED):
         booster = lgb.train({**PARAMS, "objective": objective}, train_set, 3)
@@ -313,25 +315,32 @@ def test_default_parameters_warn_once_and_do_diverge() -> None:
 def test_classifier_with_default_parameters_warns() -> None:
     X, y = parity_data(3)
     model = lgb.LGBMClassifier(
-        n_estimators=2, n_jobs=THREADS, verbose=-1, objective=softmax_focal_objective(3)
+        n_estimators=2,
+        n_jobs=THREADS,
+        verbose=-1,
+        objective=softmax_focal_objective(3, hessian="exact"),
     )
     with pytest.warns(UserWarning, match=r"softmax_focal_objective\(\): " + UNBOUNDED):
         model.fit(X, y)
 
 
 @pytest.mark.parametrize(
-    ("bound", "gamma"),
+    ("bound", "gamma", "hessian"),
     [
-        ({"lambda_l2": 1.0}, 2.0),
-        ({"reg_lambda": "0.5"}, 2.0),
-        ({"max_delta_step": 1.0}, 2.0),
-        ({"max_leaf_output": 0.7}, 2.0),
-        ({}, 0.0),  # gamma=0 is the logistic loss: LightGBM's own binary objective
+        ({"lambda_l2": 1.0}, 2.0, "exact"),
+        ({"reg_lambda": "0.5"}, 2.0, "exact"),
+        ({"max_delta_step": 1.0}, 2.0, "exact"),
+        ({"max_leaf_output": 0.7}, 2.0, "exact"),
+        ({}, 0.0, "exact"),  # gamma=0 is the logistic loss: LightGBM's own binary objective
+        ({}, 2.0, "bounded"),  # the default: at least cross-entropy's curvature
     ],
 )
-def test_bounded_leaves_or_gamma_zero_do_not_warn(bound: dict[str, object], gamma: float) -> None:
+def test_bounded_leaves_or_gamma_zero_do_not_warn(
+    bound: dict[str, object], gamma: float, hessian: str
+) -> None:
     X, y = parity_data(2)
-    params = {**PARAMS, **bound, "objective": binary_focal_objective(gamma=gamma)}
+    objective = binary_focal_objective(gamma=gamma, hessian=hessian)  # type: ignore[arg-type]
+    params = {**PARAMS, **bound, "objective": objective}
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         lgb.train(params, lgb.Dataset(X, y), 2)
