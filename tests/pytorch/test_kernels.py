@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import focalkit
 from focalkit.torch import _kernels
+from focalkit.torch._kernels import sigmoid, softmax
 
 
 def _grads(fn, input, cotangent_seed=0):
@@ -248,8 +249,13 @@ def test_masked_logits_give_the_gradients_cross_entropy_gives(gamma):
 @pytest.fixture
 def small_chunks(monkeypatch):
     # Chunks of 12 elements: several per input, the last one shorter.
-    for name in ("ONE_HOT_CHUNK", "DISTRIBUTION_CHUNK", "SIGMOID_CHUNK", "SCRATCH_CHUNK"):
-        monkeypatch.setattr(_kernels, name, 12)
+    for module, name in (
+        (softmax, "ONE_HOT_CHUNK"),
+        (softmax, "DISTRIBUTION_CHUNK"),
+        (sigmoid, "SIGMOID_CHUNK"),
+        (softmax, "SCRATCH_CHUNK"),
+    ):
+        monkeypatch.setattr(module, name, 12)
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])

@@ -16,10 +16,12 @@ from torch import Tensor
 
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
-from focalkit.torch import _inputs, _kernels
+from focalkit.torch import _arguments, _inputs, _kernels
+from focalkit.torch._arguments import Alpha, Gamma
 from focalkit.torch._autograd import binary_coefficient, binary_focal_term, nll_focal_term
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._reduction import reduce
+from focalkit.torch._settings import SoftmaxSettings
 
 __all__ = [
     "binary_focal_loss",
@@ -29,40 +31,6 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
 ]
-
-Alpha = float | Sequence[float] | Tensor | None
-
-
-Gamma = float | Tensor
-
-
-def _check_common(where: str, reduction: object, gamma: object) -> None:
-    validation.check_reduction(reduction, where)
-    if not isinstance(gamma, Tensor):
-        _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
-
-
-def _float_gamma(gamma: object, where: str) -> float:
-    """Losses that take only a number for gamma."""
-    if isinstance(gamma, Tensor):
-        raise TypeError(f"{where}: gamma must be a real number >= 0, got a tensor")
-    return _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
-
-
-def _gamma(gamma: Gamma, loss_shape: torch.Size, x: Tensor, where: str) -> float | Tensor:
-    """A number, or a tensor broadcast to the unreduced loss's shape (a constant for autograd)."""
-    if not isinstance(gamma, Tensor):
-        return float(gamma)
-    if gamma.is_complex() or gamma.dtype == torch.bool:
-        raise TypeError(f"{where}: gamma must hold real numbers, got dtype {gamma.dtype}")
-    try:
-        broadcast = torch.broadcast_to(gamma.detach().to(x.device, x.dtype), loss_shape)
-    except RuntimeError:
-        raise validation.not_broadcastable(
-            where, "gamma", gamma.shape, loss_shape, "the unreduced loss"
-        ) from None
-    _inputs.check_nonnegative_values(broadcast, "gamma", where)
-    return broadcast
 
 
 def _logsumexp(x: Tensor, dim: int) -> Tensor:
@@ -107,30 +75,6 @@ def _focal_term(log_p: Tensor, log_1mp: Tensor, gamma: float | Tensor) -> Tensor
 def _class_dim_view(per_class: Tensor, ndim: int) -> Tensor:
     """A ``(C,)`` tensor shaped ``(1, C, 1, ..., 1)`` to broadcast against ``(N, C, d1, ...)``."""
     return per_class.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _per_class(
-    value: ArrayLike | None, name: str, num_classes: int, x: Tensor, where: str
-) -> Tensor | None:
-    if value is None:
-        return None
-    tensor = _inputs.as_tensor(value, name, x, where)
-    validation.check_per_class_length(name, tensor.shape, num_classes, where)
-    return tensor
-
-
-def _softmax_alpha(
-    alpha: Alpha, num_classes: int, x: Tensor, where: str
-) -> tuple[float | Tensor | None, Tensor | None]:
-    """``alpha`` split into a scale for every term and a per-class ``(C,)`` tensor."""
-    setting = _inputs.alpha_setting(alpha, validation.NONNEGATIVE, where)
-    if not isinstance(setting, Tensor):
-        return setting, None
-    tensor = setting.to(device=x.device, dtype=x.dtype)
-    if tensor.dim() == 0:
-        return tensor, None
-    validation.check_per_class_length("alpha", tensor.shape, num_classes, where)
-    return None, tensor
 
 
 def softmax_focal_loss(
@@ -202,7 +146,7 @@ def softmax_focal_loss(
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
     """
     where = "softmax_focal_loss()"
-    _check_common(where, reduction, gamma)
+    _arguments.check_common(where, reduction, gamma)
     _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
     validation.check_ignore_index(ignore_index, where)
     input = _inputs.check_input(input, where)
@@ -222,89 +166,38 @@ def softmax_focal_loss(
         )
         return loss.squeeze(0) if reduction == "none" else loss
 
-    compute_dtype, out_dtype = _inputs.dtypes(input)
-    like = input.new_empty((), dtype=compute_dtype)  # the dtype and device of settings
-    num_classes = input.shape[1]
-    w = _per_class(weight, "weight", num_classes, like, where)
-    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, like, where)
-    class_coef = _product(alpha_per_class, w)
-    loss_shape = torch.Size((*input.shape[:1], *input.shape[2:]))
-    gamma = _gamma(gamma, loss_shape, like, where)
-    class_gamma = gamma.unsqueeze(1) if isinstance(gamma, Tensor) else gamma  # (N, 1, d1, ...)
-
-    kept: Tensor | None = None
-    index: Tensor | None = None
-    q: Tensor | None = None
-    if target.is_floating_point():
-        if target.shape == loss_shape:
-            raise validation.class_indices_dtype_error(where, target.shape, target.dtype, True)
-        if target.shape != input.shape:
-            raise ValueError(
-                f"{where}: expected target of shape {tuple(input.shape)} (class probabilities) "
-                f"or {tuple(loss_shape)} (class indices) for input of shape "
-                f"{tuple(input.shape)}, got {tuple(target.shape)}"
-            )
-        _inputs.check_unit_interval_values(target, "target (class probabilities)", where)
-        q = target
-        divisor = torch.tensor(loss_shape.numel(), dtype=compute_dtype, device=input.device)
-    else:
-        kept, index = _class_index_target(target, input, ignore_index, where)
-        divisor = _kept_weight(kept, index, w, compute_dtype)
+    out_dtype = _inputs.dtypes(input)[1]
+    settings = _arguments.softmax_settings(
+        input, target, weight, ignore_index, reduction, label_smoothing, gamma, alpha, where
+    )
 
     def definition(input: Tensor) -> Tensor:
-        return _softmax_definition(
-            input.to(compute_dtype),
-            index,
-            kept,
-            q,
-            class_coef,
-            scale,
-            class_gamma,
-            label_smoothing,
-            reduction,
-            divisor,
-        )
+        return _softmax_definition(input.to(settings.compute_dtype), settings)
 
-    if not _kernels.applicable(input, target, w, alpha_per_class, scale, gamma):
+    if not _kernels.applicable(
+        input, target, settings.weight, settings.alpha, settings.scale, settings.gamma
+    ):
         return definition(input).to(out_dtype)
-    row_coef = None  # each element's scale * kept, shaped (N, 1, d1, ...); None: all ones
-    if kept is not None:
-        row_coef = kept.unsqueeze(1).to(compute_dtype)
-    if scale is not None:
-        if row_coef is None:
-            row_coef = like.new_ones((*loss_shape[:1], 1, *loss_shape[1:]))
-        row_coef = row_coef * scale
+    kernel_settings = _arguments.softmax_kernel_settings(
+        settings, needs_grad=torch.is_grad_enabled() and input.requires_grad
+    )
     out: Tensor = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
-        input,
-        index,
-        q,
-        class_coef,
-        row_coef,
-        class_gamma,
-        float(label_smoothing),
-        divisor,
-        _kernels.mean_grad_scale(divisor, None if w is None else kept),
-        reduction,
-        compute_dtype,
-        definition,
-        torch.is_grad_enabled() and input.requires_grad,
+        input, kernel_settings, definition
     )
     return out.to(out_dtype)
 
 
-def _softmax_definition(
-    x: Tensor,
-    index: Tensor | None,
-    kept: Tensor | None,
-    q: Tensor | None,
-    class_coef: Tensor | None,
-    scale: float | Tensor | None,
-    gamma: float | Tensor,
-    label_smoothing: float,
-    reduction: str,
-    divisor: Tensor,
-) -> Tensor:
+def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
     """The softmax focal loss as autograd sees it: the definition the kernels are tested against."""
+    index, kept, q, class_coef, scale = (
+        settings.target_index,
+        settings.kept,
+        settings.q,
+        settings.class_coef,
+        settings.scale,
+    )
+    gamma, label_smoothing = settings.gamma, settings.label_smoothing
+    reduction, divisor = settings.reduction, settings.divisor
     num_classes = x.shape[1]
     log_p, log_1mp = _log_softmax_and_complement(x, 1)
     if q is not None:
@@ -341,26 +234,6 @@ def _softmax_definition(
     return reduce(per_element, reduction, divisor)
 
 
-def _class_index_target(
-    target: Tensor, input: Tensor, ignore_index: int, where: str
-) -> tuple[Tensor, Tensor]:
-    """Check class-index targets; return the mask of kept elements and a gather index."""
-    expected = (*input.shape[:1], *input.shape[2:])
-    target = _inputs.class_indices(
-        target, expected, input.shape, input.shape[1], ignore_index, where
-    )
-    kept = target != ignore_index
-    index = torch.where(kept, target, 0).unsqueeze(1)
-    return kept, index
-
-
-def _kept_weight(kept: Tensor, index: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """The ``'mean'`` divisor of class-index targets: the kept targets' summed weight."""
-    if weight is None:
-        return kept.sum().to(dtype)
-    return torch.where(kept, weight[index.squeeze(1)], weight.new_zeros(())).sum().to(dtype)
-
-
 def _reduce_class_index_loss(
     per_element: Tensor,
     kept: Tensor,
@@ -373,19 +246,9 @@ def _reduce_class_index_loss(
     if scale is not None:
         per_element = per_element * scale
     per_element = torch.where(kept, per_element, torch.zeros_like(per_element))
-    return reduce(per_element, reduction, _kept_weight(kept, index, weight, per_element.dtype))
-
-
-def _product(first: Tensor | None, second: Tensor | None) -> Tensor | None:
-    if first is None:
-        return second
-    return first if second is None else first * second
-
-
-def _unbatched(input: Tensor, where: str) -> bool:
-    if input.dim() == 0:
-        raise ValueError(f"{where}: input must have shape (C), (N, C) or (N, C, d1, ...), got ()")
-    return input.dim() == 1
+    return reduce(
+        per_element, reduction, _arguments.kept_weight(kept, index, weight, per_element.dtype)
+    )
 
 
 def nll_focal_loss(
@@ -440,11 +303,11 @@ def nll_focal_loss(
         True
     """
     where = "nll_focal_loss()"
-    _check_common(where, reduction, gamma)
+    _arguments.check_common(where, reduction, gamma)
     validation.check_ignore_index(ignore_index, where)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
-    if _unbatched(input, where):
+    if _arguments.unbatched(input, where):
         loss = nll_focal_loss(
             input.unsqueeze(0),
             target.unsqueeze(0),
@@ -460,48 +323,17 @@ def nll_focal_loss(
     log_p = input.to(compute_dtype)
     _inputs.check_log_probabilities(log_p, where)
     num_classes = log_p.shape[1]
-    w = _per_class(weight, "weight", num_classes, log_p, where)
-    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, log_p, where)
-    class_coef = _product(alpha_per_class, w)
-    kept, index = _class_index_target(target, input, ignore_index, where)
+    w = _arguments.per_class(weight, "weight", num_classes, log_p, where)
+    scale, alpha_per_class = _arguments.softmax_alpha(alpha, num_classes, log_p, where)
+    class_coef = _arguments.product(alpha_per_class, w)
+    kept, index = _arguments.class_index_target(target, input, ignore_index, where)
     log_pt = log_p.gather(1, index)
-    gamma = _float_gamma(gamma, where)
+    gamma = _arguments.float_gamma(gamma, where)
     on_target = -log_pt if gamma == 0 else nll_focal_term(log_pt, gamma)
     if class_coef is not None:
         on_target = on_target * class_coef[index]
     per_element = on_target.squeeze(1)
     return _reduce_class_index_loss(per_element, kept, index, w, scale, reduction).to(out_dtype)
-
-
-def _elementwise_target(
-    target: Tensor, input: Tensor, compute_dtype: torch.dtype, where: str
-) -> Tensor:
-    """Targets of the input's shape with values in [0, 1]; integer and bool targets are cast."""
-    if target.is_complex():
-        raise TypeError(f"{where}: target must be real, got dtype {target.dtype}")
-    if target.shape != input.shape:
-        raise validation.shape_mismatch(where, "target", input.shape, target.shape, input.shape)
-    y = target.to(compute_dtype)
-    _inputs.check_unit_interval_values(y, "target", where)
-    return y
-
-
-def _elementwise_tensor(value: ArrayLike | None, name: str, x: Tensor, where: str) -> Tensor | None:
-    if value is None:
-        return None
-    tensor = _inputs.as_tensor(value, name, x, where)
-    _inputs.check_broadcasts(tensor, name, x, where)
-    return tensor
-
-
-def _binary_alpha(alpha: Alpha, x: Tensor, where: str) -> float | Tensor | None:
-    """A balance for positives in [0, 1]: a number, or a tensor broadcastable to the input."""
-    setting = _inputs.alpha_setting(alpha, validation.UNIT_INTERVAL, where)
-    if not isinstance(setting, Tensor):
-        return setting
-    tensor = setting.to(device=x.device, dtype=x.dtype)
-    _inputs.check_broadcasts(tensor, "alpha", x, where)
-    return tensor
 
 
 def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
@@ -591,16 +423,14 @@ def sigmoid_focal_loss(
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
     """
     where = "sigmoid_focal_loss()"
-    _check_common(where, reduction, gamma)
+    _arguments.check_common(where, reduction, gamma)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
-    compute_dtype, out_dtype = _inputs.dtypes(input)
-    like = input.new_empty((), dtype=compute_dtype).expand(input.shape)  # no memory
-    y = _elementwise_target(target, input, compute_dtype, where)
-    w = _elementwise_tensor(weight, "weight", like, where)
-    pw = _elementwise_tensor(pos_weight, "pos_weight", like, where)
-    a = _binary_alpha(alpha, like, where)
-    gamma = _gamma(gamma, input.shape, like, where)
+    out_dtype = _inputs.dtypes(input)[1]
+    settings = _arguments.sigmoid_settings(
+        input, target, weight, reduction, pos_weight, gamma, alpha, where
+    )
+    compute_dtype, y, w, pw, a, gamma = settings[:6]
 
     def definition(input: Tensor) -> Tensor:
         x = input.to(compute_dtype)
@@ -621,17 +451,9 @@ def sigmoid_focal_loss(
         return reduce(loss, reduction).to(out_dtype)
     if not _kernels.applicable(input, target, w, pw, a, gamma):
         return definition(input).to(out_dtype)
+    needs_grad = torch.is_grad_enabled() and input.requires_grad
     out: Tensor = _kernels.SigmoidFocal.apply(  # type: ignore[no-untyped-call]
-        input,
-        y,
-        w,
-        pw,
-        a,
-        gamma,
-        reduction,
-        compute_dtype,
-        definition,
-        torch.is_grad_enabled() and input.requires_grad,
+        input, settings._replace(needs_grad=needs_grad), definition
     )
     return out.to(out_dtype)
 
@@ -681,7 +503,7 @@ def binary_focal_loss(
         tensor([0.0011, 0.0089, 0.3299])
     """
     where = "binary_focal_loss()"
-    _check_common(where, reduction, gamma)
+    _arguments.check_common(where, reduction, gamma)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
     if target.requires_grad:
@@ -689,10 +511,10 @@ def binary_focal_loss(
     compute_dtype, out_dtype = _inputs.dtypes(input)
     p = input.to(compute_dtype)
     _inputs.check_unit_interval_values(p, "input (probabilities)", where)
-    y = _elementwise_target(target, input, compute_dtype, where)
-    w = _elementwise_tensor(weight, "weight", p, where)
-    a = _binary_alpha(alpha, p, where)
-    gamma = _float_gamma(gamma, where)
+    y = _arguments.elementwise_target(target, input, compute_dtype, where)
+    w = _arguments.elementwise_tensor(weight, "weight", p, where)
+    a = _arguments.binary_alpha(alpha, p, where)
+    gamma = _arguments.float_gamma(gamma, where)
     if any(isinstance(value, Tensor) and value.requires_grad for value in (w, a)):
         # A weight or alpha to differentiate: autograd multiplies them in.
         loss = binary_coefficient(binary_focal_term(p, y, gamma), y, w, a)
@@ -764,7 +586,7 @@ def sample_dependent_gamma(
     with torch.no_grad():
         compute_dtype, _ = _inputs.dtypes(input)
         x = input.detach().to(compute_dtype)
-        _, index = _class_index_target(target, input, ignore_index, where)
+        _, index = _arguments.class_index_target(target, input, ignore_index, where)
         p_t = F.log_softmax(x, 1).gather(1, index).squeeze(1).exp()
         boundaries = torch.tensor(bounds, dtype=compute_dtype, device=x.device)
         bucket = torch.bucketize(p_t, boundaries, right=True)
@@ -825,7 +647,7 @@ def linear_softmax_focal_loss(
     """
     where = "linear_softmax_focal_loss()"
     validation.check_reduction(reduction, where)
-    gamma = _float_gamma(gamma, where)
+    gamma = _arguments.float_gamma(gamma, where)
     _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
     validation.check_ignore_index(ignore_index, where)
     validation.check_positive_int("chunk_size", chunk_size, where, optional=True)
@@ -850,8 +672,8 @@ def linear_softmax_focal_loss(
 
     compute_dtype, out_dtype = _inputs.dtypes(input)
     like = input.new_empty((), dtype=compute_dtype)
-    w = _per_class(weight, "weight", num_classes, like, where)
-    scale, alpha_per_class = _softmax_alpha(alpha, num_classes, like, where)
+    w = _arguments.per_class(weight, "weight", num_classes, like, where)
+    scale, alpha_per_class = _arguments.softmax_alpha(alpha, num_classes, like, where)
     kept = flat_target != ignore_index
     index = torch.where(kept, flat_target, 0).unsqueeze(1)
 
@@ -875,24 +697,18 @@ def linear_softmax_focal_loss(
     ):
         loss = definition(hidden, classifier, bias)
     else:
-        row_coef = kept.unsqueeze(1).to(compute_dtype)
-        if scale is not None:
-            row_coef = row_coef * scale
-        divisor = _kept_weight(kept, index, w, compute_dtype)
-        chunk = chunk_size or _kernels.fused_chunk_rows(
-            hidden.shape[0], num_classes, compute_dtype, one_hot=label_smoothing == 0
-        )
-        settings = _kernels.FusedSettings(
+        settings = _arguments.fused_settings(
+            kept,
             index,
-            _product(alpha_per_class, w),
-            row_coef,
+            w,
+            alpha_per_class,
+            scale,
             gamma,
-            float(label_smoothing),
-            divisor,
-            _kernels.mean_grad_scale(divisor, None if w is None else kept),
+            label_smoothing,
             reduction,
-            chunk,
-            torch.is_grad_enabled(),
+            chunk_size,
+            classifier.shape[0],
+            compute_dtype,
         )
         loss = _kernels.LinearSoftmaxFocal.apply(  # type: ignore[no-untyped-call]
             hidden, classifier, bias, settings, definition

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
 from focalkit.torch import _inputs, functional
+from focalkit.torch._arguments import Alpha
 from focalkit.torch._inputs import ArrayLike
-from focalkit.torch.functional import Alpha
 
 __all__ = ["BinaryFocalLoss", "FocalLoss", "LinearFocalLoss", "NLLFocalLoss", "SigmoidFocalLoss"]
 
