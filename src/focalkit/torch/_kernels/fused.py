@@ -11,7 +11,7 @@ from torch import Tensor
 
 from focalkit.torch._kernels._common import chunk_of, no_autocast
 from focalkit.torch._kernels.softmax import softmax_chunk
-from focalkit.torch._reduction import nan_where_zero
+from focalkit.torch._reduction import reduce
 from focalkit.torch._settings import FusedSettings
 
 # Logits per chunk of the fused linear loss: about 64 MiB of float32, and at least 512 rows as
@@ -69,10 +69,7 @@ class LinearSoftmaxFocal(torch.autograd.Function):
             loss_rows, ctx.grads = _fused_pass(input, classifier, bias, settings, None, wants)
         else:
             loss_rows, _ = _fused_pass(input, classifier, bias, settings, None, (False,) * 3)
-        if reduction == "none":
-            return loss_rows
-        total = loss_rows.sum()
-        return total / nan_where_zero(divisor) if reduction == "mean" else total
+        return reduce(loss_rows, reduction, divisor)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> Any:

@@ -34,7 +34,7 @@ from focalkit.torch._kernels._common import (
     row_chunks,
     save,
 )
-from focalkit.torch._reduction import nan_where_zero
+from focalkit.torch._reduction import reduce
 from focalkit.torch._settings import SoftmaxKernelSettings
 
 # Elements per chunk. Each operation on a chunk is one parallel region (one wake-up of the thread
@@ -122,13 +122,7 @@ def _softmax_forward(
     if not losses:  # an empty batch
         losses.append(input.new_empty((0, 1, *input.shape[2:]), dtype=compute_dtype))
         factors.append(None)
-    per_element = join(losses).squeeze(1)
-    if reduction == "none":
-        out = per_element
-    elif reduction == "sum":
-        out = per_element.sum()
-    else:
-        out = per_element.sum() / nan_where_zero(torch.as_tensor(divisor))
+    out = reduce(join(losses).squeeze(1), reduction, divisor)
     # Every chunk returns the same kind of factor: None, one number, or one per element.
     first = factors[0]
     factor = first if not isinstance(first, Tensor) or first.dim() == 0 else join(factors)
