@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from focalkit.torch._focal import binary_coefficient, nll_focal_term_derivative
+
 # F.binary_cross_entropy's backward divides by max(p (1 - p), EPSILON), with EPSILON = 1e-12 held
 # as a float32 (9.99999996e-13); the same constant gives the same gradient to the last bit.
 _BCE_EPSILON = float(torch.tensor(1e-12, dtype=torch.float32))
@@ -26,22 +28,6 @@ def nll_focal_term(log_p: Tensor, gamma: float) -> Tensor:
     function = _NLLFocalTerm if torch.compiler.is_compiling() else _NLLFocalTermWithJvp
     out: Tensor = function.apply(log_p, gamma)  # type: ignore[no-untyped-call]
     return out
-
-
-def nll_focal_term_derivative(log_p: Tensor, gamma: float) -> Tensor:
-    r""":math:`f'(s) = (1 - p)^\gamma (\gamma \frac{p \log p}{1 - p} - 1)`, with :math:`p = e^s`.
-
-    The ratio :math:`p \log p / (1 - p)` tends to -1 as :math:`p \to 1` and to 0 as
-    :math:`p \to 0`; both limits are written out, so the derivative is finite for every
-    :math:`s \in [-\infty, 0]`.
-    """
-    one_minus_p = -torch.expm1(log_p)
-    inside = log_p < 0
-    safe_one_minus_p = torch.where(inside, one_minus_p, torch.ones_like(log_p))
-    # p log p, with 0 * -inf read as its limit 0 (log_p = -inf is a valid log-probability).
-    p_log_p = log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)
-    ratio = torch.where(inside, p_log_p / safe_one_minus_p, -torch.ones_like(log_p))
-    return one_minus_p.pow(gamma) * (gamma * ratio - 1.0)
 
 
 class _NLLFocalTerm(torch.autograd.Function):
@@ -98,17 +84,6 @@ def binary_focal_term(
     apply = (_BinaryFocalTerm if torch.compiler.is_compiling() else _BinaryFocalTermWithJvp).apply
     out: Tensor = apply(prob, target, gamma, weight, alpha)  # type: ignore[no-untyped-call]
     return out
-
-
-def binary_coefficient(
-    value: Tensor, target: Tensor, weight: Tensor | None, alpha: float | Tensor | None
-) -> Tensor:
-    r"""``value`` times :math:`w` and :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`."""
-    if weight is not None:
-        value = value * weight
-    if alpha is None:
-        return value
-    return value * (alpha * target + (1.0 - alpha) * (1.0 - target))
 
 
 def _binary_parts(prob: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

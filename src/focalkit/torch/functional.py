@@ -7,7 +7,6 @@ Each function here is the single definition of its loss; the modules in
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -16,9 +15,10 @@ from torch import Tensor
 
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
-from focalkit.torch import _arguments, _inputs, _kernels
+from focalkit.torch import _arguments, _focal, _inputs, _kernels
 from focalkit.torch._arguments import Alpha, Gamma
-from focalkit.torch._autograd import binary_coefficient, binary_focal_term, nll_focal_term
+from focalkit.torch._autograd import binary_focal_term, nll_focal_term
+from focalkit.torch._focal import binary_coefficient
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._reduction import reduce
 from focalkit.torch._settings import SoftmaxSettings
@@ -31,45 +31,6 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
 ]
-
-
-def _logsumexp(x: Tensor, dim: int) -> Tensor:
-    """``logsumexp`` over ``dim`` (kept) that is ``-inf`` with a zero gradient for empty rows.
-
-    A row of all ``-inf`` (no classes left) gives ``-inf``; ``torch.logsumexp`` would give a NaN
-    gradient there.
-    """
-    shift = x.amax(dim, keepdim=True).detach()
-    shift = torch.where(torch.isinf(shift), torch.zeros_like(shift), shift)
-    total = (x - shift).exp().sum(dim, keepdim=True)
-    empty = total == 0
-    safe_total = torch.where(empty, torch.ones_like(total), total)
-    return torch.where(empty, torch.full_like(total, -torch.inf), shift + safe_total.log())
-
-
-def _log_softmax_and_complement(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    r""":math:`\log p` and :math:`\log(1 - p)` for every class, :math:`p = \mathrm{softmax}(x)`.
-
-    :math:`\log(1 - p_c)` comes from the logits, not from :math:`p`: for all classes but the most
-    likely one :math:`p_c \le 1/2` and ``log1p(-p)`` is exact; for the most likely one it is
-    :math:`\log\sigma(d)` with :math:`d = \log\sum_{j \ne c} e^{x_j - x_c}`, finite however
-    confident the logits. So :math:`(1 - p)^\gamma = e^{\gamma \log(1 - p)}` has finite
-    derivatives of every order, even where :math:`p` rounds to 1.
-    """
-    log_p = F.log_softmax(x, dim)
-    top = x.argmax(dim, keepdim=True)
-    is_top = torch.zeros_like(x, dtype=torch.bool).scatter(dim, top, True)
-    others = (x - x.gather(dim, top)).masked_fill(is_top, -torch.inf)
-    log_1mp_top = F.logsigmoid(_logsumexp(others, dim))
-    log_1mp_rest = torch.log1p(-log_p.masked_fill(is_top, -torch.inf).exp())
-    return log_p, torch.where(is_top, log_1mp_top, log_1mp_rest)
-
-
-def _focal_term(log_p: Tensor, log_1mp: Tensor, gamma: float | Tensor) -> Tensor:
-    r""":math:`-(1 - p)^\gamma \log p`, from :math:`\log p` and :math:`\log(1 - p)`."""
-    if isinstance(gamma, float) and gamma == 0:
-        return -log_p
-    return -torch.exp(gamma * log_1mp) * log_p
 
 
 def _class_dim_view(per_class: Tensor, ndim: int) -> Tensor:
@@ -199,12 +160,12 @@ def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
     gamma, label_smoothing = settings.gamma, settings.label_smoothing
     reduction, divisor = settings.reduction, settings.divisor
     num_classes = x.shape[1]
-    log_p, log_1mp = _log_softmax_and_complement(x, 1)
+    log_p, log_1mp = _focal.log_softmax_and_complement(x, 1)
     if q is not None:
         weights = q.to(x.dtype)
         if label_smoothing > 0:
             weights = weights * (1.0 - label_smoothing) + label_smoothing / num_classes
-        terms = weights * _focal_term(log_p, log_1mp, gamma)
+        terms = weights * _focal.focal_term(log_p, log_1mp, gamma)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         per_element = terms.sum(1)
@@ -217,12 +178,12 @@ def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
         # Ignored elements read class 0 as a placeholder; s_t = 0 there keeps their terms (and
         # their gradients) 0 even where that class's logit is masked to -inf.
         log_pt = torch.where(kept.unsqueeze(1), log_p.gather(1, index), 0.0)
-        on_target = _focal_term(log_pt, log_1mp.gather(1, index), gamma)
+        on_target = _focal.focal_term(log_pt, log_1mp.gather(1, index), gamma)
         if class_coef is not None:
             on_target = on_target * class_coef[index]
         per_element = on_target.squeeze(1)
     else:
-        terms = _focal_term(log_p, log_1mp, gamma)
+        terms = _focal.focal_term(log_p, log_1mp, gamma)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         on_target = terms.gather(1, index).squeeze(1)
@@ -336,33 +297,6 @@ def nll_focal_loss(
     return _reduce_class_index_loss(per_element, kept, index, w, scale, reduction).to(out_dtype)
 
 
-def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
-    r""":math:`\log(1 - p_t) = \log(y \sigma(-x) + (1 - y) \sigma(x))`, from log-sigmoids.
-
-    Finite at any finite logit, with finite derivatives of every order, in ``x`` and in ``y``.
-    Soft labels take a log-add-exp whose arguments are kept finite in both branches of the
-    ``where`` (``torch.logaddexp``'s second derivative is NaN once its arguments differ by more
-    than ~88 in float32, so it is written out). A hard label takes the log-sigmoid itself, times
-    a factor that is exactly 1 there but carries the derivatives in ``y``: at :math:`y = 1`,
-    :math:`1 - p_t = \sigma(-x) (1 + (1 - y)(e^x - 1))`, and at :math:`y = 0`,
-    :math:`\sigma(x) (1 + y (e^{-x} - 1))`.
-    """
-    log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
-    at_one, at_zero = y == 1, y == 0
-    y_soft = torch.where(at_one | at_zero, torch.full_like(y, 0.5), y)
-    first, second = y_soft.log() + log_1mp, torch.log1p(-y_soft) + log_p
-    larger = torch.maximum(first, second)
-    soft = larger + torch.log1p(torch.exp(torch.minimum(first, second) - larger))
-    # e^{|x|} - 1 stays finite (beyond, its factor 1 - y or y is 0); the other elements read
-    # y = 1 (y = 0), so that no branch holds a non-finite value or derivative.
-    limit = math.log(torch.finfo(x.dtype).max) - 1.0
-    y_one = torch.where(at_one, y, torch.ones_like(y))
-    y_zero = torch.where(at_zero, y, torch.zeros_like(y))
-    one = log_1mp + torch.log1p((1.0 - y_one) * torch.expm1(x.clamp(max=limit)))
-    zero = log_p + torch.log1p(y_zero * torch.expm1((-x).clamp(max=limit)))
-    return torch.where(at_one, one, torch.where(at_zero, zero, soft))
-
-
 def sigmoid_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -441,7 +375,7 @@ def sigmoid_focal_loss(
         if w is not None:
             loss = loss * w
         if isinstance(gamma, Tensor) or gamma != 0:
-            loss = torch.exp(gamma * _log_one_minus_pt(x, y)) * loss
+            loss = torch.exp(gamma * _focal.log_one_minus_pt(x, y)) * loss
         return reduce(binary_coefficient(loss, y, None, a), reduction)
 
     if _kernels.compiling(target, w, pw, a, gamma):

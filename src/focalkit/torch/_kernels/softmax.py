@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from focalkit.torch._focal import focal_slope
 from focalkit.torch._kernels._common import (
     Recompute,
     ScaledGrad,
@@ -43,22 +44,6 @@ from focalkit.torch._settings import SoftmaxKernelSettings
 ONE_HOT_CHUNK = 1 << 24
 DISTRIBUTION_CHUNK = 1 << 22
 SCRATCH_CHUNK = 1 << 21  # softmax chunks that need a scratch buffer of their own
-
-
-def _focal_slope(
-    log_p: Tensor, one_minus_p: Tensor, power: Tensor, gamma: float | Tensor
-) -> Tensor:
-    """``f'(s) = u^gamma (gamma p s / u - 1)`` for ``f(s) = -u^gamma s``, ``u = 1 - e^s``.
-
-    ``p s / u`` tends to -1 as ``u -> 0``, where ``u^gamma`` is 0 (``gamma > 0``) or the ratio is
-    multiplied by ``gamma = 0``: any finite value there gives the right slope, and clamping ``u``
-    away from 0 (and ``s`` away from ``-inf``, where ``p s -> 0``) keeps it finite.
-    """
-    finfo = torch.finfo(log_p.dtype)
-    ratio = (log_p.exp() * log_p.clamp_min(finfo.min)).div_(one_minus_p.clamp_min(finfo.tiny))
-    if isinstance(gamma, Tensor):
-        return ratio.mul_(gamma).sub_(1.0).mul_(power)
-    return torch.addcmul(power, power, ratio, value=gamma).sub_(power, alpha=2.0)
 
 
 class SoftmaxFocal(ScaledGrad):
@@ -209,7 +194,7 @@ def _target_terms(
     """Loss ``-coef (1 - p_t)^gamma s_t`` and slope ``coef grad_scale f'(s_t)``, per element.
 
     For ``gamma >= 1``, ``f'(s) = (1 - p)^(gamma - 1) (gamma p s - (1 - p))``, bounded, with no
-    division; a tensor ``gamma`` or one below 1 takes :func:`_focal_slope`.
+    division; a tensor ``gamma`` or one below 1 takes ``_focal.focal_slope``.
     """
     if isinstance(gamma, Tensor) or gamma < 1:
         one_minus_pt = minus_u.neg()
@@ -217,7 +202,7 @@ def _target_terms(
         loss = torch.rsub(torch.mul(power, log_pt).mul_(coef), 0.0)  # +0, not -0, where 0
         if grad_scale is None:
             return loss, None
-        return loss, _focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
+        return loss, focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
     power = minus_u.square() if gamma == 2 else minus_u.neg().pow_(gamma)
     loss = torch.rsub(power.mul_(log_pt).mul_(coef), 0.0)  # +0, not -0, where coef is 0
     if grad_scale is None:

@@ -1,0 +1,129 @@
+r"""The focal loss's math, once: the formulas that the definitions, the hand-derived autograd
+Functions and the kernels share.
+
+With :math:`s = \log p` and :math:`u = 1 - p`, the focal term and its slope are
+
+.. math::
+    f(s) = -u^\gamma s, \qquad
+    f'(s) = u^{\gamma - 1} (\gamma p s - u) = u^\gamma \left(\gamma \frac{p s}{u} - 1\right),
+
+the first form bounded for :math:`\gamma \ge 1`, the second for any :math:`\gamma \ge 0`
+once :math:`p s / u` is read as its limit -1 at :math:`u = 0`. Both :math:`\log p` and
+:math:`\log(1 - p)` come from the logits (:func:`log_softmax_and_complement`,
+:func:`log_one_minus_pt`), never from :math:`1 - p`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def logsumexp(x: Tensor, dim: int) -> Tensor:
+    """``logsumexp`` over ``dim`` (kept) that is ``-inf`` with a zero gradient for empty rows.
+
+    A row of all ``-inf`` (no classes left) gives ``-inf``; ``torch.logsumexp`` would give a NaN
+    gradient there.
+    """
+    shift = x.amax(dim, keepdim=True).detach()
+    shift = torch.where(torch.isinf(shift), torch.zeros_like(shift), shift)
+    total = (x - shift).exp().sum(dim, keepdim=True)
+    empty = total == 0
+    safe_total = torch.where(empty, torch.ones_like(total), total)
+    return torch.where(empty, torch.full_like(total, -torch.inf), shift + safe_total.log())
+
+
+def log_softmax_and_complement(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    r""":math:`\log p` and :math:`\log(1 - p)` for every class, :math:`p = \mathrm{softmax}(x)`.
+
+    :math:`\log(1 - p_c)` comes from the logits, not from :math:`p`: for all classes but the most
+    likely one :math:`p_c \le 1/2` and ``log1p(-p)`` is exact; for the most likely one it is
+    :math:`\log\sigma(d)` with :math:`d = \log\sum_{j \ne c} e^{x_j - x_c}`, finite however
+    confident the logits. So :math:`(1 - p)^\gamma = e^{\gamma \log(1 - p)}` has finite
+    derivatives of every order, even where :math:`p` rounds to 1.
+    """
+    log_p = F.log_softmax(x, dim)
+    top = x.argmax(dim, keepdim=True)
+    is_top = torch.zeros_like(x, dtype=torch.bool).scatter(dim, top, True)
+    others = (x - x.gather(dim, top)).masked_fill(is_top, -torch.inf)
+    log_1mp_top = F.logsigmoid(logsumexp(others, dim))
+    log_1mp_rest = torch.log1p(-log_p.masked_fill(is_top, -torch.inf).exp())
+    return log_p, torch.where(is_top, log_1mp_top, log_1mp_rest)
+
+
+def focal_term(log_p: Tensor, log_1mp: Tensor, gamma: float | Tensor) -> Tensor:
+    r""":math:`-(1 - p)^\gamma \log p`, from :math:`\log p` and :math:`\log(1 - p)`."""
+    if isinstance(gamma, float) and gamma == 0:
+        return -log_p
+    return -torch.exp(gamma * log_1mp) * log_p
+
+
+def log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
+    r""":math:`\log(1 - p_t) = \log(y \sigma(-x) + (1 - y) \sigma(x))`, from log-sigmoids.
+
+    Finite at any finite logit, with finite derivatives of every order, in ``x`` and in ``y``.
+    Soft labels take a log-add-exp whose arguments are kept finite in both branches of the
+    ``where`` (``torch.logaddexp``'s second derivative is NaN once its arguments differ by more
+    than ~88 in float32, so it is written out). A hard label takes the log-sigmoid itself, times
+    a factor that is exactly 1 there but carries the derivatives in ``y``: at :math:`y = 1`,
+    :math:`1 - p_t = \sigma(-x) (1 + (1 - y)(e^x - 1))`, and at :math:`y = 0`,
+    :math:`\sigma(x) (1 + y (e^{-x} - 1))`.
+    """
+    log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
+    at_one, at_zero = y == 1, y == 0
+    y_soft = torch.where(at_one | at_zero, torch.full_like(y, 0.5), y)
+    first, second = y_soft.log() + log_1mp, torch.log1p(-y_soft) + log_p
+    larger = torch.maximum(first, second)
+    soft = larger + torch.log1p(torch.exp(torch.minimum(first, second) - larger))
+    # e^{|x|} - 1 stays finite (beyond, its factor 1 - y or y is 0); the other elements read
+    # y = 1 (y = 0), so that no branch holds a non-finite value or derivative.
+    limit = math.log(torch.finfo(x.dtype).max) - 1.0
+    y_one = torch.where(at_one, y, torch.ones_like(y))
+    y_zero = torch.where(at_zero, y, torch.zeros_like(y))
+    one = log_1mp + torch.log1p((1.0 - y_one) * torch.expm1(x.clamp(max=limit)))
+    zero = log_p + torch.log1p(y_zero * torch.expm1((-x).clamp(max=limit)))
+    return torch.where(at_one, one, torch.where(at_zero, zero, soft))
+
+
+def focal_slope(log_p: Tensor, one_minus_p: Tensor, power: Tensor, gamma: float | Tensor) -> Tensor:
+    """``f'(s) = u^gamma (gamma p s / u - 1)`` for ``f(s) = -u^gamma s``, ``u = 1 - e^s``.
+
+    ``p s / u`` tends to -1 as ``u -> 0``, where ``u^gamma`` is 0 (``gamma > 0``) or the ratio is
+    multiplied by ``gamma = 0``: any finite value there gives the right slope, and clamping ``u``
+    away from 0 (and ``s`` away from ``-inf``, where ``p s -> 0``) keeps it finite.
+    """
+    finfo = torch.finfo(log_p.dtype)
+    ratio = (log_p.exp() * log_p.clamp_min(finfo.min)).div_(one_minus_p.clamp_min(finfo.tiny))
+    if isinstance(gamma, Tensor):
+        return ratio.mul_(gamma).sub_(1.0).mul_(power)
+    return torch.addcmul(power, power, ratio, value=gamma).sub_(power, alpha=2.0)
+
+
+def nll_focal_term_derivative(log_p: Tensor, gamma: float) -> Tensor:
+    r""":math:`f'(s) = (1 - p)^\gamma (\gamma \frac{p \log p}{1 - p} - 1)`, with :math:`p = e^s`.
+
+    The ratio :math:`p \log p / (1 - p)` tends to -1 as :math:`p \to 1` and to 0 as
+    :math:`p \to 0`; both limits are written out, so the derivative is finite for every
+    :math:`s \in [-\infty, 0]`.
+    """
+    one_minus_p = -torch.expm1(log_p)
+    inside = log_p < 0
+    safe_one_minus_p = torch.where(inside, one_minus_p, torch.ones_like(log_p))
+    # p log p, with 0 * -inf read as its limit 0 (log_p = -inf is a valid log-probability).
+    p_log_p = log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)
+    ratio = torch.where(inside, p_log_p / safe_one_minus_p, -torch.ones_like(log_p))
+    return one_minus_p.pow(gamma) * (gamma * ratio - 1.0)
+
+
+def binary_coefficient(
+    value: Tensor, target: Tensor, weight: Tensor | None, alpha: float | Tensor | None
+) -> Tensor:
+    r"""``value`` times :math:`w` and :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`."""
+    if weight is not None:
+        value = value * weight
+    if alpha is None:
+        return value
+    return value * (alpha * target + (1.0 - alpha) * (1.0 - target))
