@@ -205,22 +205,40 @@ class Metric(_FocalLoss):
 
     __name__ = METRIC_NAME  # XGBoost's scikit-learn API names a metric after it
 
-    def mean_loss(self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None) -> float:
+    def losses(self, preds: ArrayLike, labels: ArrayLike) -> Array:
+        """The unweighted focal loss of each row."""
         margins = self.margins(preds)
         if self.num_class is None:
-            losses = binary_focal_value(
+            return binary_focal_value(
                 margins,
                 labels,
                 gamma=self.gamma,
                 alpha=self.alpha,  # type: ignore[arg-type]
             )
-        else:
-            losses = softmax_focal_value(margins, labels, gamma=self.gamma, alpha=self.alpha)
-        if weight is None:
-            return float(np.mean(losses))
+        return softmax_focal_value(margins, labels, gamma=self.gamma, alpha=self.alpha)
+
+    def _weight(self, weight: ArrayLike, losses: Array) -> Array:
         w = np.asarray(weight, dtype=np.float64)
         if w.shape != losses.shape:
             raise ValueError(
                 f"{self.where}: expected weight of shape {losses.shape}, one per row, got {w.shape}"
             )
+        return w
+
+    def mean_loss(self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None) -> float:
+        losses = self.losses(preds, labels)
+        if weight is None:
+            return float(np.mean(losses))
+        w = self._weight(weight, losses)
         return float(np.sum(losses * w) / np.sum(w))
+
+    def sums(
+        self, preds: ArrayLike, labels: ArrayLike, weight: ArrayLike | None
+    ) -> tuple[float, float]:
+        """``(sum(w l), sum(w))`` (``w = 1`` without weights): the mean of parts of the data is
+        the ratio of their added sums."""
+        losses = self.losses(preds, labels)
+        if weight is None:
+            return float(np.sum(losses)), float(losses.shape[0])
+        w = self._weight(weight, losses)
+        return float(np.sum(losses * w)), float(np.sum(w))

@@ -725,17 +725,46 @@ def prior_margin(labels: ArrayLike, num_class: int | None = None) -> float | Arr
     array = np.asarray(labels)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{where}: labels must be a non-empty 1-D array, got shape {array.shape}")
-    rows = array.shape[0]
+    return prior_from_counts(count_labels(array, num_class, where), num_class, where)
+
+
+def class_indices(label: ArrayLike, num_class: int, where: str) -> NDArray[np.intp]:
+    """1-D labels as class indices in ``[0, num_class)``, after checking them (floats too)."""
+    array = np.asarray(label)
+    rows = array.shape[0] if array.ndim == 1 else -1
+    return _class_index(array, rows, num_class, where)
+
+
+def count_labels(labels: ArrayLike, num_class: int | None, where: str) -> NDArray[np.int64]:
+    """The counts :func:`prior_margin` needs, of 1-D labels after their checks.
+
+    ``[negatives, positives]`` for ``num_class=None`` (labels 0 or 1), else the count of each
+    class. Counts of parts of the labels add up to the counts of the whole (``focalkit.dask``).
+    """
+    array = np.asarray(labels)
     if num_class is None:
-        positives = int(_binary_label(array, rows, where).sum())
+        positives = int(_binary_label(array, array.shape[0], where).sum())
+        return np.array([array.shape[0] - positives, positives], dtype=np.int64)
+    classes = check_num_class(num_class, where)
+    index = _class_index(array, array.shape[0], classes, where)
+    return np.bincount(index, minlength=classes).astype(np.int64)
+
+
+def prior_from_counts(
+    counts: NDArray[np.int64], num_class: int | None, where: str
+) -> float | Array:
+    """:func:`prior_margin` from the counts of :func:`count_labels`, after their checks."""
+    rows = int(counts.sum())
+    if rows == 0:
+        raise ValueError(f"{where}: labels must be a non-empty 1-D array, got shape (0,)")
+    if num_class is None:
+        negatives, positives = (int(count) for count in counts)
         if positives in (0, rows):
             kind = "positive" if positives == 0 else "negative"
             raise ValueError(
                 f"{where}: labels have no {kind} samples; the prior log-odds are infinite"
             )
-        return math.log(positives / (rows - positives))
-    classes = check_num_class(num_class, where)
-    counts = np.bincount(_class_index(array, rows, classes, where), minlength=classes)
+        return math.log(positives / negatives)
     if np.any(counts == 0):
         missing = int(np.flatnonzero(counts == 0)[0])
         raise ValueError(
