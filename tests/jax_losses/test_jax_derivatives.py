@@ -121,12 +121,15 @@ def test_finite_gradient_and_hessian_at_extreme_logits(name, dtype):
         assert np.all(np.isfinite(hessians))
 
 
+@pytest.mark.parametrize("wrong", [False, True], ids=["right", "wrong"])
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_gamma_below_one_where_p_rounds_to_one(name):
-    """float32 p_t rounds to 1 (1 - p_t = 1e-13): the derivatives are still the float64 ones."""
-    confident = 30.0 * np.eye(3)[LABELS]  # the labelled class (the top one) at 30, the rest at 0
+def test_confident_logits_in_float32(name, wrong):
+    """float32 p rounds to 1 (1 - p = 1e-13) for the labelled class (``right``) or for another
+    (``wrong``): gradients and Hessians are still the float64 ones, gamma < 1 included."""
+    top = (LABELS + 1) % 3 if wrong else LABELS
+    confident = 30.0 * np.eye(3)[top]  # one class at 30, the rest at 0
     if name == "sigmoid":
-        confident = np.where(BINARY > 0.5, 30.0, -30.0)
+        confident = np.where((BINARY > 0.5) != wrong, 30.0, -30.0)
     x = confident + jax_cases.logits(SHAPE, 33, scale=0.5)
     with jax_cases.float64():
         expected = np.asarray(_over_gammas(jax.value_and_grad, name)(x, GAMMAS)[1])

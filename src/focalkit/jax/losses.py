@@ -12,9 +12,10 @@ loss is a function of one margin per example, :math:`d = \log\sum_{j \ne t} e^{x
 :math:`\log(1 - p_t) = -\operatorname{softplus}(-d)`, both exact however confident the logits.
 Where autodiff of the formula would be unsafe or slow, a ``jax.custom_jvp`` states the derivative,
 simplified until it is bounded; the rules are written in differentiable operations, so
-``jax.grad``, ``jax.hessian``, ``jax.jvp`` and ``jax.vmap`` give finite, exact derivatives at any
-finite logit and any ``gamma >= 0``.
-bfloat16 and float16 logits are computed in float32 and the loss comes back in their dtype.
+``jax.grad``, ``jax.hessian``, ``jax.jvp`` and ``jax.vmap`` give finite derivatives, exact to
+rounding, at any finite logit and any ``gamma >= 0`` (``gamma < 1`` where :math:`p` rounds to 1
+included). bfloat16 and float16 logits are computed in float32 and the loss comes back in their
+dtype.
 """
 
 from __future__ import annotations
@@ -180,6 +181,46 @@ def _is_zero(tangent: object) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# A softmax whose derivative stays exact at its largest entry.
+
+
+@jax.custom_jvp
+def _softmax(z: jax.Array) -> jax.Array:
+    """``exp(z) / sum(exp(z))`` over the last axis, for ``z <= 0`` already shifted by a maximum.
+
+    No shift of its own, so that ``exp(z)`` is the one its caller sums. ``-inf`` entries get 0,
+    and a row whose entries all underflow gets 0s.
+    """
+    exp = jnp.exp(z)
+    total = jnp.sum(exp, axis=-1, keepdims=True)
+    return exp / jnp.where(total == 0, 1.0, total)
+
+
+def _softmax_jvp(
+    primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[jax.Array, jax.Array]:
+    # d pi_j = pi_j (zdot_j - sum_k pi_k zdot_k). At the largest entry T, where pi_T rounds to 1,
+    # zdot_T - sum_k pi_k zdot_k = sum_{k != T} pi_k (zdot_T - zdot_k) is summed without the
+    # 1 - pi_T that autodiff of exp(z) / sum(exp(z)) would round to 0.
+    (z,), (z_dot,) = primals, tangents
+    pi = _softmax(z)
+    is_top = lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1) == jnp.argmax(
+        z, axis=-1, keepdims=True
+    )
+    rest = jnp.sum(jnp.where(is_top, 0.0, pi), axis=-1, keepdims=True)
+    z_dot = jnp.where(pi > 0, z_dot, 0.0)  # no tangent where pi is 0 (z = -inf)
+    rest_dot = jnp.sum(jnp.where(is_top, 0.0, pi * z_dot), axis=-1, keepdims=True)
+    top_dot = jnp.sum(jnp.where(is_top, z_dot, 0.0), axis=-1, keepdims=True)
+    deviation = jnp.where(
+        is_top, top_dot * rest - rest_dot, z_dot - jnp.sum(pi * z_dot, axis=-1, keepdims=True)
+    )
+    return pi, pi * deviation
+
+
+_softmax.defjvp(_softmax_jvp)
+
+
+# ---------------------------------------------------------------------------------------------
 # The focal term of one margin d = log((1 - p) / p): shared by the class-index loss.
 
 
@@ -199,7 +240,9 @@ def _margin_focal(d: jax.Array, gamma: jax.Array) -> tuple[jax.Array, jax.Array,
     neg_log_p = jax.nn.softplus(d)
     log_1mp = -jax.nn.softplus(-d)
     modulating = jnp.exp(gamma * log_1mp)
-    slope = modulating * (gamma * jax.nn.sigmoid(-d) * neg_log_p + jax.nn.sigmoid(d))
+    # p and 1 - p as exponentials of their logs, not sigmoids: the derivative of sigmoid(d) is
+    # taken as s (1 - s), 0 in float32 once s rounds to 1, where exp(log(1 - p)) keeps e^-d.
+    slope = modulating * (gamma * jnp.exp(-neg_log_p) * neg_log_p + jnp.exp(log_1mp))
     return modulating * neg_log_p, slope, log_1mp
 
 
@@ -209,12 +252,11 @@ def _margin_focal(d: jax.Array, gamma: jax.Array) -> tuple[jax.Array, jax.Array,
 
 def _index_parts(
     x: jax.Array, labels: jax.Array, keep: jax.Array | None, active: jax.Array | None
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    r"""For logits ``x`` ``(..., C)`` and labels :math:`t`: the margin :math:`d`, the active
-    flags, :math:`e_j = e^{x_j - m}` for the other kept classes (0 for the label and masked
-    classes) and their sum :math:`S` (1 where it is 0), so that
-    :math:`\log\sum_{j \ne t} e^{x_j} = m + \log S` and :math:`\partial d / \partial x_j = e_j / S`
-    for :math:`j \ne t`.
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r"""For logits ``x`` ``(..., C)`` and labels :math:`t`: the margin
+    :math:`d = \log\sum_{j \ne t} e^{x_j} - x_t`, the active flags, and the softmax :math:`\pi`
+    over the other kept classes (0 for the label and masked classes), which is
+    :math:`\partial d / \partial x_j` for :math:`j \ne t`.
 
     An example is active when its label is in range and kept, it has another kept class, and its
     ``where`` flag is set; elsewhere :math:`d` is 0, so every branch stays finite.
@@ -231,8 +273,8 @@ def _index_parts(
     # normal number, and the example counts as having no other class (loss 0).
     shift = jnp.max(x if keep is None else jnp.where(keep, x, -jnp.inf), axis=-1)
     shift = lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
-    exp_others = jnp.exp(jnp.where(other, x - shift[..., None], -jnp.inf))
-    total = jnp.sum(exp_others, axis=-1)
+    others = jnp.where(other, x - shift[..., None], -jnp.inf)
+    total = jnp.sum(jnp.exp(others), axis=-1)
     empty = total == 0  # a NaN total is not empty: NaN logits give a NaN loss
     safe_total = jnp.where(empty, 1.0, total)
     is_active = ~empty & in_range
@@ -241,7 +283,7 @@ def _index_parts(
     if active is not None:
         is_active &= active
     d = jnp.where(is_active, shift + jnp.log(safe_total) - x_label, 0.0)
-    return d, is_active, exp_others, safe_total
+    return d, is_active, _softmax(others)
 
 
 @jax.custom_jvp
@@ -253,7 +295,7 @@ def _index_focal(
     gamma: jax.Array,
 ) -> jax.Array:
     """``(1 - p_t)^gamma (-log p_t)`` per example; 0 where inactive, NaN for labels out of range."""
-    d, is_active, _, _ = _index_parts(x, labels, keep, active)
+    d, is_active, _ = _index_parts(x, labels, keep, active)
     loss, _, _ = _margin_focal(d, gamma)
     return _index_finish(loss, is_active, labels, x.shape[-1])
 
@@ -269,18 +311,17 @@ def _index_finish(
 def _index_focal_jvp(
     primals: tuple[Any, ...], tangents: tuple[Any, ...]
 ) -> tuple[jax.Array, jax.Array]:
-    # d = log sum_{j != t} e^{x_j} - x_t, so dd/dx_j = e_j / S for j != t and -1 for j = t:
-    # the gradient is (dl/dd) e / S, one pass over the classes, less dl/dd at the label.
+    # d = log sum_{j != t} e^{x_j} - x_t, so dd/dx_j = pi_j for j != t and -1 for j = t:
+    # the gradient is (dl/dd) pi, one pass over the classes, less dl/dd at the label.
     x, labels, keep, active, gamma = primals
     x_dot, gamma_dot = tangents[0], tangents[4]
-    d, is_active, exp_others, total = _index_parts(x, labels, keep, active)
+    d, is_active, others_softmax = _index_parts(x, labels, keep, active)
     loss, slope, log_1mp = _margin_focal(d, gamma)
     out = _index_finish(loss, is_active, labels, x.shape[-1])
     tangent = jnp.zeros_like(out)
     if not _is_zero(x_dot):
         x_dot_label = jnp.take_along_axis(x_dot, labels[..., None], axis=-1, mode="clip")[..., 0]
-        # e / S first: (dl/dd) e_j alone can fall below float32's normal range
-        direction = jnp.sum(exp_others / total[..., None] * x_dot, axis=-1) - x_dot_label
+        direction = jnp.sum(others_softmax * x_dot, axis=-1) - x_dot_label
         tangent = tangent + jnp.where(is_active, slope, 0.0) * direction
     if not _is_zero(gamma_dot):  # dl/dgamma = log(1 - p) l
         tangent = tangent + jnp.where(is_active, log_1mp * loss, 0.0) * gamma_dot
@@ -457,9 +498,10 @@ def softmax_focal_loss(
     .. math::
         \ell = -\sum_c y_c\, \alpha_c (1 - p_c)^{\gamma} \log p_c .
 
-    :math:`\log p` and :math:`\log(1 - p)` come from the logits (see the module's notes), so the
-    loss and its derivatives of every order are finite and exact at any finite logits and any
-    ``gamma >= 0``. Nothing is reduced: average the result yourself.
+    :math:`\log p` and :math:`\log(1 - p)` come from the logits (see the module's notes), so
+    autodiff of the loss is safe: its derivatives (with respect to the logits, the labels and
+    ``gamma``) are finite and exact at any finite logits and any ``gamma >= 0``. Nothing is
+    reduced: average the result yourself.
 
     Args:
         logits: Unnormalised log-probabilities, any floating dtype.
