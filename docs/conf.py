@@ -57,6 +57,8 @@ PUBLIC_MODULES = [
     "focalkit.gbdt",
     "focalkit.xgboost",
     "focalkit.lightgbm",
+    "focalkit.jax",
+    "focalkit.dask",
 ]
 
 
