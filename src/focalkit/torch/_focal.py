@@ -118,12 +118,41 @@ def nll_focal_term_derivative(log_p: Tensor, gamma: float) -> Tensor:
     return one_minus_p.pow(gamma) * (gamma * ratio - 1.0)
 
 
+def alpha_t(
+    target: Tensor,
+    alpha: float | Tensor,
+    not_target: Tensor | None = None,
+    *,
+    in_place: bool = False,
+    out: Tensor | None = None,
+) -> Tensor:
+    r""":math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`, two terms of one sign.
+
+    With :math:`\alpha, y \in [0, 1]` both terms are non-negative, so the sum loses nothing to
+    cancellation (the form :math:`1 - \alpha + y (2 \alpha - 1)` would). ``not_target`` is
+    :math:`1 - y` where the caller has it. ``in_place=True`` is the kernels' form: written into
+    ``out`` (a fresh tensor where ``out`` is ``None``) with in-place operations, for tensors of
+    one shape that need no gradient; otherwise the operations are differentiable and broadcast.
+
+    >>> alpha_t(torch.tensor([1.0, 0.0, 0.5]), 0.25)
+    tensor([0.2500, 0.7500, 0.5000])
+    """
+    if not_target is None:
+        not_target = 1.0 - target
+    if not in_place:
+        return alpha * target + (1.0 - alpha) * not_target
+    if isinstance(alpha, Tensor):
+        one = torch.tensor(1.0, dtype=target.dtype, device=target.device)
+        return torch.sub(one, alpha, out=out).mul_(not_target).addcmul_(target, alpha)
+    return torch.mul(not_target, 1.0 - alpha, out=out).add_(target, alpha=alpha)
+
+
 def binary_coefficient(
     value: Tensor, target: Tensor, weight: Tensor | None, alpha: float | Tensor | None
 ) -> Tensor:
-    r"""``value`` times :math:`w` and :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`."""
+    r"""``value`` times :math:`w` and :math:`\alpha_t` (:func:`alpha_t`)."""
     if weight is not None:
         value = value * weight
     if alpha is None:
         return value
-    return value * (alpha * target + (1.0 - alpha) * (1.0 - target))
+    return value * alpha_t(target, alpha)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from focalkit.torch._focal import alpha_t
 from focalkit.torch._kernels._common import (
     Recompute,
     ScaledGrad,
@@ -178,13 +179,8 @@ def _sigmoid_chunk(
         focal = torch.pow(m, gamma - 1.0, out=out("focal"))
     coef = None  # alpha_t w times focal
     owned = False  # coef may be multiplied in place only while it is our own
-    if alpha is not None:  # alpha_t = alpha y + (1 - alpha)(1 - y), two terms of one sign
-        if isinstance(alpha, Tensor):
-            coef = torch.sub(_as_tensor(1.0, x), alpha, out=out("coef"))
-            coef.mul_(not_y).addcmul_(y, alpha)
-        else:
-            coef = torch.mul(not_y, 1.0 - alpha, out=out("coef")).add_(y, alpha=alpha)
-        owned = True
+    if alpha is not None:
+        coef, owned = alpha_t(y, alpha, not_y, in_place=True, out=out("coef")), True
     del not_y
     for factor in (weight, focal):
         if factor is None:
