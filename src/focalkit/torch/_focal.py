@@ -88,6 +88,38 @@ def log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(at_one, one, torch.where(at_zero, zero, soft))
 
 
+def bounded_focal_slope(
+    log_p: Tensor, prob: Tensor, minus_u: Tensor, gamma: float, *, out: Tensor | None = None
+) -> tuple[Tensor, float, Tensor | None]:
+    r"""The slope :math:`f'(s)` for :math:`\gamma \ge 1`, bounded and with no division.
+
+    From :math:`f(s) = -u^\gamma s` with :math:`u = 1 - e^s`, :math:`du/ds = -p`:
+
+    .. math::
+        f'(s) = \gamma u^{\gamma - 1} p s - u^\gamma = u^{\gamma - 1} (\gamma p s - u),
+
+    both factors bounded for :math:`\gamma \ge 1`. ``prob`` is :math:`p` and ``minus_u`` is
+    :math:`p - 1`; :math:`t = \gamma p s + (p - 1)` is written into ``out`` (a fresh tensor
+    where ``out`` is ``None``) and multiplied in place by :math:`g = u^{\gamma - 1}`. Returns
+    ``(slope, sign, g)``: ``sign * slope`` is :math:`f'(s)`; at :math:`\gamma = 2`, :math:`g` is
+    taken as :math:`p - 1` and ``sign`` is -1 (no power at all); ``g`` is returned where it was
+    computed as a power (:math:`\gamma \ne 1, 2`), for the caller's loss. ``s = -inf`` needs
+    ``log_p`` clamped to a finite value by the caller (:math:`p s \to 0` there).
+
+    >>> s = torch.tensor([-0.5])
+    >>> slope, sign, _ = bounded_focal_slope(s, s.exp(), s.exp() - 1, 2.0)
+    >>> torch.allclose(sign * slope, focal_slope(s, 1 - s.exp(), (1 - s.exp()) ** 2, 2.0))
+    True
+    """
+    t = torch.addcmul(minus_u, prob, log_p, value=gamma, out=out)
+    if gamma == 2:
+        return t.mul_(minus_u), -1.0, None
+    if gamma == 1:
+        return t, 1.0, None
+    g = torch.neg(minus_u).pow_(gamma - 1.0)
+    return t.mul_(g), 1.0, g
+
+
 def focal_slope(log_p: Tensor, one_minus_p: Tensor, power: Tensor, gamma: float | Tensor) -> Tensor:
     """``f'(s) = u^gamma (gamma p s / u - 1)`` for ``f(s) = -u^gamma s``, ``u = 1 - e^s``.
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from focalkit.torch._focal import focal_slope
+from focalkit.torch._focal import bounded_focal_slope, focal_slope
 from focalkit.torch._kernels._common import (
     Recompute,
     ScaledGrad,
@@ -155,25 +155,19 @@ def softmax_chunk(
             x, work, index, q, class_coef, row_coef, gamma, label_smoothing, grad_scale
         )
         return loss, None
-    # gamma >= 1. With t = gamma p s - (1 - p) and g = (1 - p)^(gamma - 1), both bounded, the
-    # loss is sum_c Q g (p - 1) s and a = Q g t. For gamma = 2, g is taken as p - 1 and the
-    # sign moves into the returned factor; the loss is (p - 1)^2 s there.
+    # gamma >= 1. With the bounded slope a / Q = g t (``_focal.bounded_focal_slope``), the loss
+    # is sum_c Q g (p - 1) s. For gamma = 2, g is taken as p - 1 and the sign moves into the
+    # returned factor; the loss is (p - 1)^2 s there.
     log_p = F.log_softmax(x, 1, dtype=work.dtype)
     prob = log_p.exp()
     minus_u = prob - 1.0
-    torch.addcmul(minus_u, prob, log_p, value=gamma, out=work)  # t; ``x`` is no longer read
+    _, sign, g = bounded_focal_slope(log_p, prob, minus_u, gamma, out=work)  # x no longer read
     if gamma == 2:
-        sign = -1.0
-        work.mul_(minus_u)
         terms = minus_u.square_().mul_(log_p)
-    elif gamma == 1:
-        sign = 1.0
-        terms = minus_u.mul_(log_p)
     else:
-        sign = 1.0
-        g = torch.neg(minus_u).pow_(gamma - 1.0)
-        work.mul_(g)
-        terms = minus_u.mul_(log_p).mul_(g)
+        terms = minus_u.mul_(log_p)
+        if g is not None:
+            terms.mul_(g)
     del log_p
     loss = _mul_target_weights_(terms, index, q, class_coef, label_smoothing).sum(1, keepdim=True)
     loss = loss.mul_(sign) if row_coef is None else loss.mul_(row_coef * sign)
@@ -193,8 +187,8 @@ def _target_terms(
 ) -> tuple[Tensor, Tensor | None]:
     """Loss ``-coef (1 - p_t)^gamma s_t`` and slope ``coef grad_scale f'(s_t)``, per element.
 
-    For ``gamma >= 1``, ``f'(s) = (1 - p)^(gamma - 1) (gamma p s - (1 - p))``, bounded, with no
-    division; a tensor ``gamma`` or one below 1 takes ``_focal.focal_slope``.
+    For ``gamma >= 1`` the slope is ``_focal.bounded_focal_slope`` (no division); a tensor
+    ``gamma`` or one below 1 takes ``_focal.focal_slope``.
     """
     if isinstance(gamma, Tensor) or gamma < 1:
         one_minus_pt = minus_u.neg()
@@ -209,12 +203,8 @@ def _target_terms(
         return loss, None
     # p s -> 0 as s -> -inf; the clamp keeps it 0 there instead of 0 * inf.
     log_pt = log_pt.clamp_min(torch.finfo(log_pt.dtype).min)
-    t = torch.addcmul(minus_u, minus_u + 1.0, log_pt, value=gamma)  # gamma p s - (1 - p)
-    if gamma == 2:  # (1 - p)^(gamma - 1) = -minus_u
-        return loss, t.mul_(minus_u).mul_(coef * -grad_scale)
-    if gamma != 1:
-        t.mul_(minus_u.neg().pow_(gamma - 1.0))
-    return loss, t.mul_(coef * grad_scale)
+    slope, sign, _ = bounded_focal_slope(log_pt, minus_u + 1.0, minus_u, gamma)
+    return loss, slope.mul_(coef * -grad_scale if sign < 0 else coef * grad_scale)
 
 
 def _softmax_distribution_chunk(
