@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,6 +24,15 @@ TOLERANCES = {
 def tolerance(dtype: torch.dtype) -> dict[str, float]:
     rtol, atol = TOLERANCES[dtype]
     return {"rtol": rtol, "atol": atol}
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module of tiny tensors, where a pool of them only costs time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -10,7 +10,6 @@ oracles, the error of ``log_softmax`` allowed through the focal factor).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,8 @@ from test_oracle_grid import (
 
 import focalkit
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: every tensor here is tiny, and a pool of them only costs time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every tensor here is tiny: one intra-op thread (tests/conftest.py), not a pool, runs them.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)

@@ -18,7 +18,7 @@ an absolute floor applies.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,14 +39,8 @@ from oracles import (
 
 import focalkit
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: every tensor here is tiny, and a pool of them only costs time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every tensor here is tiny: one intra-op thread (tests/conftest.py), not a pool, runs them.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REDUCTIONS = ["none", "mean", "sum"]
