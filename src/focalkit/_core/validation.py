@@ -129,6 +129,32 @@ def check_number(name: str, value: object, expected: Expected, where: str) -> No
         raise ValueError(f"{range_message(where, name, expected)}, got {value!r}")
 
 
+def check_divisor(reduction: object, divisor: object, where: str) -> None:
+    """Raise unless ``divisor`` is ``None``, or a positive finite number with ``reduction='mean'``.
+
+    The framework checks a tensor ``divisor``'s shape and dtype itself (never its value: that
+    would synchronise with an accelerator), then calls this with ``divisor`` set to ``None``
+    after checking the reduction with :func:`divisor_reduction_message`.
+    """
+    if divisor is None:
+        return
+    if reduction != "mean":
+        raise ValueError(divisor_reduction_message(where, reduction))
+    if not is_number(divisor):
+        raise TypeError(
+            f"{where}: divisor must be a positive number or a 0-dim tensor, got {divisor!r}"
+        )
+    if not 0.0 < float(divisor) < math.inf:  # type: ignore[arg-type]
+        raise ValueError(f"{where}: divisor must be a positive finite number, got {divisor!r}")
+
+
+def divisor_reduction_message(where: str, reduction: object) -> str:
+    return (
+        f"{where}: divisor is only used with reduction='mean' (the 'sum' over divisor), "
+        f"got reduction={reduction!r}"
+    )
+
+
 def check_gamma(gamma: object, where: str, name: str = "gamma") -> None:
     """Raise unless ``gamma`` is a finite real number ``>= 0``."""
     check_number(name, gamma, NONNEGATIVE, where)

@@ -7,12 +7,14 @@ from ``focalkit.torch._inputs``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from focalkit._core import validation
+from focalkit._core.validation import Reduction
 from focalkit.torch import _inputs
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._kernels._common import mean_grad_scale
@@ -34,6 +36,35 @@ def check_common(where: str, reduction: object, gamma: object) -> None:
     validation.check_reduction(reduction, where)
     if not isinstance(gamma, Tensor):
         _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
+
+
+Divisor = float | Tensor
+
+
+def reduction_for(reduction: Reduction, divisor: object, where: str) -> Reduction:
+    """The reduction to compute: ``'sum'`` where a ``divisor`` will divide it, else ``reduction``.
+
+    A number ``divisor`` must be positive and finite; a tensor one must be a real 0-dim tensor,
+    whose value is not read (reading it would synchronise with an accelerator).
+    """
+    if isinstance(divisor, Tensor):
+        if reduction != "mean":
+            raise ValueError(validation.divisor_reduction_message(where, reduction))
+        if divisor.dim() != 0 or divisor.is_complex() or divisor.dtype == torch.bool:
+            raise ValueError(
+                f"{where}: divisor must be a positive number or a real 0-dim tensor, got a "
+                f"tensor of shape {tuple(divisor.shape)} and dtype {divisor.dtype}"
+            )
+        return "sum"
+    if divisor is not None and torch.compiler.is_compiling() and validation.is_number(divisor):
+        if reduction != "mean":
+            raise ValueError(validation.divisor_reduction_message(where, reduction))
+        message = f"{where}: divisor must be a positive finite number"
+        for holds in (float(divisor) > 0.0, float(divisor) < math.inf):  # type: ignore[arg-type]
+            torch._check(holds, lambda: message)  # type: ignore[no-untyped-call]
+        return "sum"
+    validation.check_divisor(reduction, divisor, where)
+    return reduction if divisor is None else "sum"
 
 
 def float_gamma(gamma: object, where: str) -> float:

@@ -31,3 +31,16 @@ def nan_where_zero(divisor: Tensor) -> Tensor:
     for every kept element.
     """
     return torch.where(divisor == 0, torch.nan, divisor)
+
+
+def divide(total: Tensor, divisor: float | Tensor | None) -> Tensor:
+    """``total / divisor`` in ``total``'s dtype and on its device; ``total`` if ``divisor`` is None.
+
+    A tensor ``divisor`` on another device is moved without waiting for it (``non_blocking``);
+    its value is never read on the host.
+    """
+    if divisor is None:
+        return total
+    if isinstance(divisor, Tensor):
+        return total / divisor.to(total.device, total.dtype, non_blocking=True)
+    return total / float(divisor)

@@ -16,11 +16,11 @@ from torch import Tensor
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
 from focalkit.torch import _arguments, _focal, _inputs, _kernels
-from focalkit.torch._arguments import Alpha, Gamma
+from focalkit.torch._arguments import Alpha, Divisor, Gamma
 from focalkit.torch._autograd import binary_focal_term, nll_focal_term
 from focalkit.torch._focal import binary_coefficient
 from focalkit.torch._inputs import ArrayLike
-from focalkit.torch._reduction import reduce
+from focalkit.torch._reduction import divide, reduce
 from focalkit.torch._settings import SoftmaxSettings
 
 __all__ = [
@@ -48,6 +48,7 @@ def softmax_focal_loss(
     *,
     gamma: Gamma = 2.0,
     alpha: Alpha = None,
+    divisor: Divisor | None = None,
 ) -> Tensor:
     r"""Focal loss on softmax probabilities; ``gamma=0, alpha=None`` is ``F.cross_entropy``.
 
@@ -85,6 +86,11 @@ def softmax_focal_loss(
             constant. Default: 2.
         alpha: Class balance :math:`\alpha`: ``None`` (all ones), a float that scales every term,
             or one non-negative value per class, shape :math:`(C)`. Default: ``None``.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the count
+            described above: a positive number, or a 0-dim tensor on any device (never read on
+            the host). Gives the exact mean over micro-batches or processes whose divisor was
+            summed in advance (see :mod:`focalkit.torch.distributed`); also a detector's
+            normaliser, such as the number of positive anchors. Default: ``None``.
 
     Shape:
         - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
@@ -108,6 +114,7 @@ def softmax_focal_loss(
     """
     where = "softmax_focal_loss()"
     _arguments.check_common(where, reduction, gamma)
+    computed = _arguments.reduction_for(reduction, divisor, where)
     _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
     validation.check_ignore_index(ignore_index, where)
     input = _inputs.check_input(input, where)
@@ -124,12 +131,13 @@ def softmax_focal_loss(
             label_smoothing,
             gamma=gamma,
             alpha=alpha,
+            divisor=divisor,
         )
         return loss.squeeze(0) if reduction == "none" else loss
 
     out_dtype = _inputs.dtypes(input)[1]
     settings = _arguments.softmax_settings(
-        input, target, weight, ignore_index, reduction, label_smoothing, gamma, alpha, where
+        input, target, weight, ignore_index, computed, label_smoothing, gamma, alpha, where
     )
 
     def definition(input: Tensor) -> Tensor:
@@ -138,14 +146,14 @@ def softmax_focal_loss(
     if not _kernels.applicable(
         input, target, settings.weight, settings.alpha, settings.scale, settings.gamma
     ):
-        return definition(input).to(out_dtype)
+        return divide(definition(input), divisor).to(out_dtype)
     kernel_settings = _arguments.softmax_kernel_settings(
         settings, needs_grad=torch.is_grad_enabled() and input.requires_grad
     )
     out: Tensor = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
         input, kernel_settings, definition
     )
-    return out.to(out_dtype)
+    return divide(out, divisor).to(out_dtype)
 
 
 def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
@@ -221,6 +229,7 @@ def nll_focal_loss(
     *,
     gamma: float = 2.0,
     alpha: Alpha = None,
+    divisor: Divisor | None = None,
 ) -> Tensor:
     r"""Focal loss on log-probabilities; ``gamma=0, alpha=None`` is ``F.nll_loss``.
 
@@ -245,6 +254,11 @@ def nll_focal_loss(
         reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
         gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
         alpha: ``None``, a float scaling every term, or one value per class. Default: ``None``.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the count
+            described above: a positive number, or a 0-dim tensor on any device (never read on
+            the host). Gives the exact mean over micro-batches or processes whose divisor was
+            summed in advance (see :mod:`focalkit.torch.distributed`); also a detector's
+            normaliser, such as the number of positive anchors. Default: ``None``.
 
     Shape:
         - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
@@ -265,6 +279,7 @@ def nll_focal_loss(
     """
     where = "nll_focal_loss()"
     _arguments.check_common(where, reduction, gamma)
+    computed = _arguments.reduction_for(reduction, divisor, where)
     validation.check_ignore_index(ignore_index, where)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
@@ -277,6 +292,7 @@ def nll_focal_loss(
             reduction,
             gamma=gamma,
             alpha=alpha,
+            divisor=divisor,
         )
         return loss.squeeze(0) if reduction == "none" else loss
 
@@ -294,7 +310,8 @@ def nll_focal_loss(
     if class_coef is not None:
         on_target = on_target * class_coef[index]
     per_element = on_target.squeeze(1)
-    return _reduce_class_index_loss(per_element, kept, index, w, scale, reduction).to(out_dtype)
+    loss = _reduce_class_index_loss(per_element, kept, index, w, scale, computed)
+    return divide(loss, divisor).to(out_dtype)
 
 
 def sigmoid_focal_loss(
@@ -306,6 +323,7 @@ def sigmoid_focal_loss(
     *,
     gamma: Gamma = 2.0,
     alpha: Alpha = 0.25,
+    divisor: Divisor | None = None,
 ) -> Tensor:
     r"""Element-wise focal loss on logits, for binary and multi-label targets.
 
@@ -336,6 +354,10 @@ def sigmoid_focal_loss(
         alpha: Balance of positives in :math:`[0, 1]` (:math:`1 - \alpha` for negatives): a float,
             a tensor broadcastable to the input (per-class alpha), or ``None`` for no alpha
             weighting. Default: 0.25, as Lin et al. and torchvision.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the number
+            of elements: a positive number, or a 0-dim tensor on any device (never read on the
+            host); e.g. the number of positive anchors, or a count summed over micro-batches and
+            processes (see :mod:`focalkit.torch.distributed`). Default: ``None``.
 
     Shape:
         - Input: :math:`(*)`, any number of dimensions.
@@ -358,6 +380,7 @@ def sigmoid_focal_loss(
     """
     where = "sigmoid_focal_loss()"
     _arguments.check_common(where, reduction, gamma)
+    reduction = _arguments.reduction_for(reduction, divisor, where)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
     out_dtype = _inputs.dtypes(input)[1]
@@ -382,14 +405,14 @@ def sigmoid_focal_loss(
         loss = _kernels.SigmoidFocalElementwise.apply(  # type: ignore[no-untyped-call]
             input.to(compute_dtype), y, w, pw, a, gamma
         )
-        return reduce(loss, reduction).to(out_dtype)
+        return divide(reduce(loss, reduction), divisor).to(out_dtype)
     if not _kernels.applicable(input, target, w, pw, a, gamma):
-        return definition(input).to(out_dtype)
+        return divide(definition(input), divisor).to(out_dtype)
     needs_grad = torch.is_grad_enabled() and input.requires_grad
     out: Tensor = _kernels.SigmoidFocal.apply(  # type: ignore[no-untyped-call]
         input, settings._replace(needs_grad=needs_grad), definition
     )
-    return out.to(out_dtype)
+    return divide(out, divisor).to(out_dtype)
 
 
 def binary_focal_loss(
@@ -400,6 +423,7 @@ def binary_focal_loss(
     *,
     gamma: float = 2.0,
     alpha: Alpha = 0.25,
+    divisor: Divisor | None = None,
 ) -> Tensor:
     r"""Focal loss on probabilities; ``gamma=0, alpha=None`` is ``F.binary_cross_entropy``.
 
@@ -423,6 +447,10 @@ def binary_focal_loss(
         gamma: Focusing parameter :math:`\gamma \ge 0`. Default: 2.
         alpha: Balance of positives in :math:`[0, 1]`, a float, a tensor broadcastable to the
             input, or ``None``. Default: 0.25.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the number
+            of elements: a positive number, or a 0-dim tensor on any device (never read on the
+            host); e.g. the number of positive anchors, or a count summed over micro-batches and
+            processes (see :mod:`focalkit.torch.distributed`). Default: ``None``.
 
     Shape:
         - Input: :math:`(*)`. Target: :math:`(*)`. Output: scalar, or :math:`(*)` with
@@ -438,6 +466,7 @@ def binary_focal_loss(
     """
     where = "binary_focal_loss()"
     _arguments.check_common(where, reduction, gamma)
+    reduction = _arguments.reduction_for(reduction, divisor, where)
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
     if target.requires_grad:
@@ -454,7 +483,7 @@ def binary_focal_loss(
         loss = binary_coefficient(binary_focal_term(p, y, gamma), y, w, a)
     else:  # folded into the Function, which then keeps no alpha_t tensor for backward
         loss = binary_focal_term(p, y, gamma, w, a)
-    return reduce(loss, reduction).to(out_dtype)
+    return divide(reduce(loss, reduction), divisor).to(out_dtype)
 
 
 def sample_dependent_gamma(
@@ -540,6 +569,7 @@ def linear_softmax_focal_loss(
     gamma: float = 2.0,
     alpha: Alpha = None,
     chunk_size: int | None = None,
+    divisor: Divisor | None = None,
 ) -> Tensor:
     r"""``softmax_focal_loss(F.linear(input, classifier, bias), target, ...)``, never forming
     the logits.
@@ -566,6 +596,7 @@ def linear_softmax_focal_loss(
         weight, ignore_index, reduction, label_smoothing, gamma, alpha: as in
             :func:`softmax_focal_loss`; ``gamma`` is a number here.
         chunk_size: Rows per chunk. Default: chosen from the shapes, about 32 MiB of logits.
+        divisor: as in :func:`softmax_focal_loss`.
 
     Shape:
         - Output: scalar; with ``reduction='none'``, :math:`(*)`.
@@ -581,6 +612,7 @@ def linear_softmax_focal_loss(
     """
     where = "linear_softmax_focal_loss()"
     validation.check_reduction(reduction, where)
+    reduction = _arguments.reduction_for(reduction, divisor, where)
     gamma = _arguments.float_gamma(gamma, where)
     _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
     validation.check_ignore_index(ignore_index, where)
@@ -649,7 +681,7 @@ def linear_softmax_focal_loss(
         )
     if reduction == "none":
         loss = loss.reshape(target.shape)
-    return loss.to(out_dtype)
+    return divide(loss, divisor).to(out_dtype)
 
 
 def _shape_of(value: object) -> object:

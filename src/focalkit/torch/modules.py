@@ -5,6 +5,9 @@ Every setting is checked at construction, by the check and with the message of t
 settings (``weight``, ``pos_weight``, a per-class ``alpha``) are registered as buffers of those
 names, so ``.to(device)``, ``.half()`` and ``state_dict()`` carry them; a float ``alpha`` stays a
 float. The ``repr`` shows the whole configuration.
+
+``forward`` takes the per-call ``divisor=`` of its function, keyword-only: with
+``reduction='mean'``, the ``'sum'`` over ``divisor`` (see :mod:`focalkit.torch.distributed`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from torch import Tensor, nn
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
 from focalkit.torch import _inputs, functional
-from focalkit.torch._arguments import Alpha
+from focalkit.torch._arguments import Alpha, Divisor
 from focalkit.torch._inputs import ArrayLike
 
 __all__ = ["BinaryFocalLoss", "FocalLoss", "LinearFocalLoss", "NLLFocalLoss", "SigmoidFocalLoss"]
@@ -117,7 +120,7 @@ class FocalLoss(_FocalBase):
         self._set_ignore_index(ignore_index)
         self._set_label_smoothing(label_smoothing)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
         return functional.softmax_focal_loss(
             input,
             target,
@@ -127,6 +130,7 @@ class FocalLoss(_FocalBase):
             self.label_smoothing,
             gamma=self.gamma,
             alpha=self.alpha,
+            divisor=divisor,
         )
 
 
@@ -154,7 +158,7 @@ class NLLFocalLoss(_FocalBase):
         super().__init__(reduction, gamma, alpha, weight)
         self._set_ignore_index(ignore_index)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
         return functional.nll_focal_loss(
             input,
             target,
@@ -163,6 +167,7 @@ class NLLFocalLoss(_FocalBase):
             self.reduction,
             gamma=self.gamma,
             alpha=self.alpha,
+            divisor=divisor,
         )
 
 
@@ -193,7 +198,7 @@ class SigmoidFocalLoss(_FocalBase):
         super().__init__(reduction, gamma, alpha, weight)
         self.register_buffer("pos_weight", _buffer(pos_weight, "pos_weight", "SigmoidFocalLoss()"))
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
         return functional.sigmoid_focal_loss(
             input,
             target,
@@ -202,6 +207,7 @@ class SigmoidFocalLoss(_FocalBase):
             self.pos_weight,
             gamma=self.gamma,
             alpha=self.alpha,
+            divisor=divisor,
         )
 
 
@@ -227,7 +233,7 @@ class BinaryFocalLoss(_FocalBase):
     ) -> None:
         super().__init__(reduction, gamma, alpha, weight)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
         return functional.binary_focal_loss(
             input,
             target,
@@ -235,6 +241,7 @@ class BinaryFocalLoss(_FocalBase):
             self.reduction,
             gamma=self.gamma,
             alpha=self.alpha,
+            divisor=divisor,
         )
 
 
@@ -274,7 +281,13 @@ class LinearFocalLoss(_FocalBase):
         self.chunk_size = None if chunk_size is None else int(chunk_size)
 
     def forward(
-        self, input: Tensor, classifier: Tensor, target: Tensor, bias: Tensor | None = None
+        self,
+        input: Tensor,
+        classifier: Tensor,
+        target: Tensor,
+        bias: Tensor | None = None,
+        *,
+        divisor: Divisor | None = None,
     ) -> Tensor:
         return functional.linear_softmax_focal_loss(
             input,
@@ -288,4 +301,5 @@ class LinearFocalLoss(_FocalBase):
             gamma=self.gamma,
             alpha=self.alpha,
             chunk_size=self.chunk_size,
+            divisor=divisor,
         )
