@@ -593,3 +593,681 @@ def binary_focal_reference(
     one_minus_pt = y * (1.0 - p) + (1.0 - y) * p
     loss = _alpha_t_tensor(alpha, y) * one_minus_pt**gamma * bce
     return _reduce_elementwise(loss, reduction)
+
+
+# ------------------------------------------------------------------------------ the focal family
+#
+# PolyLoss, asymmetric loss, varifocal loss, quality and distribution focal loss, logit adjustment
+# and LDAM, each from its paper's formula: first element by element in float64 NumPy, then as a
+# float64 torch formula (for autograd gradients), then the peers' published formulas re-typed.
+
+
+def _is_probability_target(target: Any) -> bool:
+    """A floating target holds class probabilities; an integer one holds class indices."""
+    if isinstance(target, torch.Tensor):
+        return bool(target.is_floating_point())
+    return bool(np.issubdtype(np.asarray(target).dtype, np.floating))
+
+
+def _poly_softmax_element(
+    log_p: list[float],
+    q: list[float],
+    alpha: PerClass,
+    weight: PerClass,
+    gamma: float,
+    epsilon: float,
+) -> float:
+    """``sum_c q_c alpha_c w_c [-(1 - p_c)^gamma log p_c + epsilon (1 - p_c)^(gamma + 1)]``."""
+    total = 0.0
+    for c, (log_pc, qc) in enumerate(zip(log_p, q, strict=True)):
+        if qc == 0.0:
+            continue
+        coefficient = qc * _per_class_value(alpha, c) * _per_class_value(weight, c)
+        one_minus = _one_minus(log_p, c)
+        total += coefficient * (-(one_minus**gamma) * log_pc + epsilon * one_minus ** (gamma + 1.0))
+    return total
+
+
+def poly_softmax_oracle(
+    logits: Any,
+    target: Any,
+    *,
+    epsilon: float,
+    gamma: float = 0.0,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> Array:
+    """Poly-1 softmax focal loss (Leng et al. 2022), one element at a time in float64.
+
+    ``logits`` is ``(N, C, d1, ..., dk)``; ``target`` holds class indices (integer, the logits'
+    shape without ``C``) or class probabilities (floating, the logits' shape). With
+    ``p = softmax(logits[n])`` and ``q`` the (smoothed) target distribution::
+
+        loss_n = sum_c q_c alpha_c w_c [-(1 - p_c)**gamma log p_c + epsilon (1 - p_c)**(gamma+1)]
+
+    ``'mean'`` divides as :func:`softmax_focal_oracle` (summed ``weight[t]`` of the elements not
+    ignored) for class indices and as :func:`softmax_focal_prob_oracle` (the element count) for
+    probabilities. ``epsilon = 0`` is the softmax focal oracle.
+    """
+    x = _to_numpy(logits)
+    num_classes = x.shape[1]
+    element_shape = (x.shape[0], *x.shape[2:])
+    losses = np.zeros(element_shape, dtype=np.float64)
+    if _is_probability_target(target):
+        y = _to_numpy(target)
+        if y.shape != x.shape:
+            raise ValueError(f"oracle: target shape {y.shape} differs from logits {x.shape}")
+        for index in np.ndindex(element_shape):
+            q = [
+                float(v) * (1.0 - label_smoothing) + label_smoothing / num_classes
+                for v in y[_class_slice(index)]
+            ]
+            log_p = _log_softmax(x[_class_slice(index)])
+            losses[index] = _poly_softmax_element(log_p, q, alpha, weight, gamma, epsilon)
+        return _reduce(losses, reduction, float(losses.size))
+    t = _to_numpy(target, np.int64)
+    if t.shape != element_shape:
+        raise ValueError(f"oracle: target shape {t.shape} does not fit logits {x.shape}")
+    divisor = 0.0
+    for index in np.ndindex(element_shape):
+        c = int(t[index])
+        if c == ignore_index:
+            continue
+        q = [
+            (1.0 - label_smoothing) * (1.0 if k == c else 0.0) + label_smoothing / num_classes
+            for k in range(num_classes)
+        ]
+        log_p = _log_softmax(x[_class_slice(index)])
+        losses[index] = _poly_softmax_element(log_p, q, alpha, weight, gamma, epsilon)
+        divisor += _per_class_value(weight, c)
+    return _reduce(losses, reduction, divisor)
+
+
+def _sigmoid_parts(x: float) -> tuple[float, float, float, float]:
+    """``log p``, ``log(1 - p)``, ``p`` and ``1 - p`` for ``p = sigmoid(x)``, all from the logit."""
+    log_p, log_1mp = _log_sigmoid(x), _log_sigmoid(-x)
+    return log_p, log_1mp, math.exp(log_p), math.exp(log_1mp)
+
+
+def _elementwise(
+    logits: Any, target: Any, weight: Any, element: Callable[[float, float], float]
+) -> Array:
+    """``weight * element(x, y)`` over every element, ``weight`` broadcast to the logits."""
+    x = _to_numpy(logits)
+    y = np.broadcast_to(_to_numpy(target), x.shape)
+    w = _broadcast(weight, x.shape)
+    losses = np.zeros(x.shape, dtype=np.float64)
+    for index in np.ndindex(x.shape):
+        losses[index] = float(w[index]) * element(float(x[index]), float(y[index]))
+    return losses
+
+
+def poly_sigmoid_oracle(
+    logits: Any,
+    target: Any,
+    *,
+    epsilon: float,
+    gamma: float = 2.0,
+    alpha: float | None = 0.25,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> Array:
+    """Poly-1 sigmoid focal loss, element by element in float64::
+
+        loss = w alpha_t [ (1 - p_t)**gamma BCE + epsilon (1 - p_t)**(gamma + 1) ]
+
+    with ``BCE = -(y log p + (1 - y) log(1 - p))``, ``1 - p_t = y (1 - p) + (1 - y) p`` and
+    ``alpha_t = alpha y + (1 - alpha)(1 - y)`` (1 for ``alpha=None``); ``'mean'`` over every
+    element. ``epsilon = 0`` is :func:`sigmoid_focal_oracle` without ``pos_weight``.
+    """
+
+    def element(x: float, y: float) -> float:
+        log_p, log_1mp, p, one_minus_p = _sigmoid_parts(x)
+        bce = -(y * log_p + (1.0 - y) * log_1mp)
+        one_minus_pt = y * one_minus_p + (1.0 - y) * p
+        focal = one_minus_pt**gamma * bce + epsilon * one_minus_pt ** (gamma + 1.0)
+        return _alpha_t(alpha, y) * focal
+
+    losses = _elementwise(logits, target, weight, element)
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def asymmetric_oracle(
+    logits: Any,
+    target: Any,
+    *,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> Array:
+    """Asymmetric loss (Ridnik et al. 2021), element by element in float64::
+
+        p_m  = max(p - clip, 0)
+        loss = w [ -y (1 - p)**gamma_pos log p - (1 - y) p_m**gamma_neg log(1 - p_m) ]
+
+    The negative term is 0 where ``p <= clip``; elsewhere ``1 - p_m = (1 - p) + clip`` with
+    ``1 - p`` from the logit, so no digit is lost when ``p`` is near 1. ``'mean'`` over every
+    element.
+    """
+
+    def element(x: float, y: float) -> float:
+        log_p, log_1mp, p, one_minus_p = _sigmoid_parts(x)
+        positive = 0.0 if y == 0.0 else -y * one_minus_p**gamma_pos * log_p
+        negative = 0.0
+        if y != 1.0 and p > clip:
+            p_m = p - clip
+            log_1m_pm = log_1mp if clip == 0.0 else math.log(one_minus_p + clip)
+            negative = -(1.0 - y) * p_m**gamma_neg * log_1m_pm
+        return positive + negative
+
+    losses = _elementwise(logits, target, weight, element)
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def varifocal_oracle(
+    logits: Any,
+    target: Any,
+    *,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> Array:
+    """Varifocal loss (Zhang et al. 2021), element by element in float64::
+
+        loss = -w q (q log p + (1 - q) log(1 - p))     where q > 0
+        loss = -w alpha p**gamma log(1 - p)            where q = 0
+
+    ``q`` is the IoU-aware target in [0, 1]; ``'mean'`` over every element.
+    """
+
+    def element(x: float, q: float) -> float:
+        log_p, log_1mp, p, _ = _sigmoid_parts(x)
+        if q > 0.0:
+            return -q * (q * log_p + (1.0 - q) * log_1mp)
+        return -alpha * p**gamma * log_1mp
+
+    losses = _elementwise(logits, target, weight, element)
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def quality_focal_oracle(
+    logits: Any, target: Any, *, beta: float = 2.0, weight: Any = None, reduction: str = "mean"
+) -> Array:
+    """Quality focal loss (Li et al. 2020), element by element in float64::
+
+        loss = -w |y - p|**beta ((1 - y) log(1 - p) + y log p)
+
+    ``|y - p|`` is taken as ``|y (1 - p) - (1 - y) p|``, exact for hard labels in the tails.
+    ``'mean'`` over every element.
+    """
+
+    def element(x: float, y: float) -> float:
+        log_p, log_1mp, p, one_minus_p = _sigmoid_parts(x)
+        distance = abs(y * one_minus_p - (1.0 - y) * p)
+        return -(distance**beta) * ((1.0 - y) * log_1mp + y * log_p)
+
+    losses = _elementwise(logits, target, weight, element)
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def distribution_focal_oracle(
+    logits: Any, target: Any, *, weight: Any = None, reduction: str = "mean"
+) -> Array:
+    """Distribution focal loss (Li et al. 2020), one sample at a time in float64.
+
+    ``logits`` is ``(N, n + 1)`` over the bins ``0..n``, ``target`` ``(N,)`` reals in
+    ``[0, n]``, ``weight`` one per sample. With ``l = min(floor(y), n - 1)`` and ``r = l + 1``::
+
+        loss_i = w_i [ (r - y) CE(x_i, l) + (y - l) CE(x_i, r) ]
+
+    ``'mean'`` divides by ``N``.
+    """
+    x = _to_numpy(logits)
+    y = _to_numpy(target)
+    n = x.shape[1] - 1
+    w = _broadcast(weight, y.shape)
+    losses = np.zeros(y.shape, dtype=np.float64)
+    for i in range(y.shape[0]):
+        yi = float(y[i])
+        if not 0.0 <= yi <= n:
+            raise ValueError(f"oracle: target {yi} outside [0, {n}]")
+        left = min(math.floor(yi), n - 1)
+        right = left + 1
+        log_p = _log_softmax(x[i])
+        losses[i] = float(w[i]) * (-(right - yi) * log_p[left] - (yi - left) * log_p[right])
+    return _reduce(losses, reduction, float(losses.size))
+
+
+def ldam_oracle(
+    logits: Any,
+    target: Any,
+    margins: Any,
+    *,
+    scale: float = 30.0,
+    gamma: float = 0.0,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Array:
+    """LDAM (Cao et al. 2019) with a focal factor, one element at a time in float64.
+
+    For element ``n`` with target ``t`` (not ``ignore_index``), ``z = scale * x`` except
+    ``z_t = scale * (x_t - margins[t])``; ``p = softmax(z)`` and
+    ``loss_n = -alpha_t w_t (1 - p_t)**gamma log p_t``. ``'mean'`` divides by the summed
+    ``weight[t]`` of the elements not ignored, as ``F.cross_entropy``.
+    """
+    x = _to_numpy(logits)
+    t = _to_numpy(target, np.int64)
+    m = _to_numpy(margins)
+    losses = np.zeros(t.shape, dtype=np.float64)
+    divisor = 0.0
+    for index in np.ndindex(t.shape):
+        c = int(t[index])
+        if c == ignore_index:
+            continue
+        z = [scale * float(v) for v in x[_class_slice(index)]]
+        z[c] = scale * (float(x[_class_slice(index)][c]) - float(m[c]))
+        log_p = _log_softmax(np.asarray(z))
+        coefficient = _per_class_value(alpha, c) * _per_class_value(weight, c)
+        losses[index] = -coefficient * _one_minus(log_p, c) ** gamma * log_p[c]
+        divisor += _per_class_value(weight, c)
+    return _reduce(losses, reduction, divisor)
+
+
+def logit_adjustment_oracle(counts: Sequence[float], tau: float = 1.0) -> list[float]:
+    """``tau * log(n_c / sum_k n_k)`` for each class, one class at a time."""
+    total = math.fsum(float(n) for n in counts)
+    return [tau * math.log(float(n) / total) for n in counts]
+
+
+def ldam_margins_oracle(counts: Sequence[float], max_margin: float = 0.5) -> list[float]:
+    """``Delta_c = max_margin * (min_k n_k / n_c)**(1/4)``: proportional to ``n_c**(-1/4)``,
+    the rarest class's margin ``max_margin``."""
+    smallest = min(float(n) for n in counts)
+    return [max_margin * (smallest / float(n)) ** 0.25 for n in counts]
+
+
+# --------------------------------------------------- the focal family as float64 torch formulas
+
+
+def poly_softmax_reference(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    epsilon: float,
+    gamma: float = 0.0,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`poly_softmax_oracle` as a float64 torch formula; ``(C,)`` input is one element.
+
+    ``(1 - p_c)^gamma`` and ``(1 - p_c)^(gamma + 1)`` both come from ``log(1 - p_c)`` taken from
+    the logits (:func:`log_softmax_and_complement`)."""
+    if logits.dim() == 1:
+        loss = poly_softmax_reference(
+            logits.unsqueeze(0),
+            target.unsqueeze(0),
+            epsilon=epsilon,
+            gamma=gamma,
+            alpha=alpha,
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+        )
+        return loss.squeeze(0) if reduction == "none" else loss
+    weighted_q, log_p, focal, divisor, kept = _softmax_parts(
+        logits, target, gamma, alpha, weight, ignore_index, label_smoothing
+    )
+    _, log_1mp = log_softmax_and_complement(logits.to(torch.float64))
+    terms = weighted_q * focal * (-log_p + epsilon * log_1mp.exp())
+    per_element = torch.where(weighted_q == 0, torch.zeros_like(terms), terms).sum(1)
+    if reduction == "none":
+        return per_element
+    if reduction == "sum":
+        return per_element.sum()
+    return _mean(per_element, divisor, logits[kept.unsqueeze(1).expand_as(logits)])
+
+
+def ldam_reference(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    margins: Any,
+    *,
+    scale: float = 30.0,
+    gamma: float = 0.0,
+    alpha: PerClass = None,
+    weight: PerClass = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`ldam_oracle` as a float64 torch formula: :func:`softmax_focal_reference` on
+    ``scale * (logits - margins[t] onehot(t))``, no margin where ``t`` is ``ignore_index``."""
+    x = logits.to(torch.float64)
+    index = target.to(torch.int64)
+    kept = index != ignore_index
+    safe = torch.where(kept, index, torch.zeros_like(index))
+    margin = torch.as_tensor(margins, dtype=torch.float64)[safe] * kept
+    one_hot = F.one_hot(safe, x.shape[1]).movedim(-1, 1).to(torch.float64)
+    z = scale * (x - margin.unsqueeze(1) * one_hot)
+    return softmax_focal_reference(
+        z,
+        target,
+        gamma=gamma,
+        alpha=alpha,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+    )
+
+
+def _sigmoid_logs(
+    logits: torch.Tensor, target: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = logits.to(torch.float64)
+    y = torch.as_tensor(target, dtype=torch.float64).expand_as(x)
+    return y, F.logsigmoid(x), F.logsigmoid(-x)
+
+
+def _weighted(loss: torch.Tensor, weight: Any, reduction: str) -> torch.Tensor:
+    w = _as_float64(weight, loss)
+    return _reduce_elementwise(loss if w is None else loss * w, reduction)
+
+
+def poly_sigmoid_reference(
+    logits: torch.Tensor,
+    target: Any,
+    *,
+    epsilon: float,
+    gamma: float = 2.0,
+    alpha: float | None = 0.25,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`poly_sigmoid_oracle` as a float64 torch formula."""
+    y, log_p, log_1mp = _sigmoid_logs(logits, target)
+    bce = -(y * log_p + (1.0 - y) * log_1mp)
+    one_minus_pt = y * log_1mp.exp() + (1.0 - y) * log_p.exp()
+    g = torch.as_tensor(gamma, dtype=torch.float64)
+    loss = _power(one_minus_pt, g) * bce + epsilon * _power(one_minus_pt, g + 1.0)
+    return _weighted(_alpha_t_tensor(alpha, y) * loss, weight, reduction)
+
+
+def asymmetric_reference(
+    logits: torch.Tensor,
+    target: Any,
+    *,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`asymmetric_oracle` as a float64 torch formula: where ``p <= clip`` the negative
+    term is the constant 0 (its gradient too)."""
+    y, log_p, log_1mp = _sigmoid_logs(logits, target)
+    p, one_minus_p = log_p.exp(), log_1mp.exp()
+    positive = -y * _power(one_minus_p, torch.as_tensor(gamma_pos, dtype=torch.float64)) * log_p
+    if clip == 0.0:
+        p_m, log_1m_pm = p, log_1mp
+    else:
+        above = p > clip
+        zero = torch.zeros_like(p)
+        p_m = torch.where(above, p - clip, zero)
+        log_1m_pm = torch.where(above, torch.log(one_minus_p + clip), zero)
+    focal = _power(p_m, torch.as_tensor(gamma_neg, dtype=torch.float64))
+    negative = -(1.0 - y) * focal * log_1m_pm
+    return _weighted(positive + negative, weight, reduction)
+
+
+def varifocal_reference(
+    logits: torch.Tensor,
+    target: Any,
+    *,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`varifocal_oracle` as a float64 torch formula."""
+    q, log_p, log_1mp = _sigmoid_logs(logits, target)
+    positive = -q * (q * log_p + (1.0 - q) * log_1mp)
+    negative = -alpha * _power(log_p.exp(), torch.as_tensor(gamma, dtype=torch.float64)) * log_1mp
+    return _weighted(torch.where(q > 0, positive, negative), weight, reduction)
+
+
+def quality_focal_reference(
+    logits: torch.Tensor,
+    target: Any,
+    *,
+    beta: float = 2.0,
+    weight: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`quality_focal_oracle` as a float64 torch formula."""
+    y, log_p, log_1mp = _sigmoid_logs(logits, target)
+    distance = (y * log_1mp.exp() - (1.0 - y) * log_p.exp()).abs()
+    factor = _power(distance, torch.as_tensor(beta, dtype=torch.float64))
+    return _weighted(-factor * ((1.0 - y) * log_1mp + y * log_p), weight, reduction)
+
+
+def distribution_focal_reference(
+    logits: torch.Tensor, target: Any, *, weight: Any = None, reduction: str = "mean"
+) -> torch.Tensor:
+    """:func:`distribution_focal_oracle` as a float64 torch formula."""
+    x = logits.to(torch.float64)
+    y = torch.as_tensor(target, dtype=torch.float64)
+    n = x.shape[1] - 1
+    left = y.floor().clamp(max=n - 1).to(torch.int64)
+    right = left + 1
+    log_p = x.log_softmax(1)
+    log_left = log_p.gather(1, left.unsqueeze(1)).squeeze(1)
+    log_right = log_p.gather(1, right.unsqueeze(1)).squeeze(1)
+    loss = -(right - y) * log_left - (y - left) * log_right
+    return _weighted(loss, weight, reduction)
+
+
+# ------------------------------------------------- the peers' published formulas, re-typed
+#
+# Each keeps its source's argument names and its quirks (clamps, in-place operations, reductions);
+# the tests say where focalkit agrees with it and where, and why, it does not.
+
+
+def timm_asymmetric_loss_multilabel(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gamma_neg: float = 4,
+    gamma_pos: float = 1,
+    clip: float | None = 0.05,
+    eps: float = 1e-8,
+    disable_torch_grad_focal_loss: bool = False,
+) -> torch.Tensor:
+    """timm's ``AsymmetricLossMultiLabel.forward`` (``timm/loss/asymmetric_loss.py``, the form
+    that returns the sum), as published but with ``torch.set_grad_enabled`` for the removed
+    ``torch._C.set_grad_enabled``.
+
+    Quirks kept: probabilities are clamped at ``eps`` before the log (a positive logit below
+    ``log(eps) ~ -18.4`` gets a constant loss and no gradient); the focal weight is a power of
+    ``1 - pt`` with the mixed exponent ``gamma_pos y + gamma_neg (1 - y)`` (for soft labels, not
+    the paper's two terms); the loss is multiplied in place (``loss *= one_sided_w``); nothing is
+    computed in float32 for half inputs (``eps = 1e-8`` rounds to 0 in float16).
+    """
+    x_sigmoid = torch.sigmoid(x)
+    xs_pos = x_sigmoid
+    xs_neg = 1 - x_sigmoid
+    if clip is not None and clip > 0:
+        xs_neg = (xs_neg + clip).clamp(max=1)
+    los_pos = y * torch.log(xs_pos.clamp(min=eps))
+    los_neg = (1 - y) * torch.log(xs_neg.clamp(min=eps))
+    loss = los_pos + los_neg
+    if gamma_neg > 0 or gamma_pos > 0:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not disable_torch_grad_focal_loss):
+            pt0 = xs_pos * y
+            pt1 = xs_neg * (1 - y)  # pt = p if t > 0 else 1-p
+            pt = pt0 + pt1
+            one_sided_gamma = gamma_pos * y + gamma_neg * (1 - y)
+            one_sided_w = torch.pow(1 - pt, one_sided_gamma)
+        loss *= one_sided_w
+    return -loss.sum()
+
+
+def mmdet_weight_reduce_loss(
+    loss: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+) -> torch.Tensor:
+    """mmdetection's ``weight_reduce_loss`` (``mmdet/models/losses/utils.py``): multiply by
+    ``weight``, then ``'mean'`` is ``loss.mean()`` (or ``sum / (avg_factor + eps32)``)."""
+    if weight is not None:
+        loss = loss * weight
+    if avg_factor is None:
+        if reduction == "mean":
+            return loss.mean()
+        return loss.sum() if reduction == "sum" else loss
+    if reduction == "mean":
+        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+    if reduction != "none":
+        raise ValueError('avg_factor can not be used with reduction="sum"')
+    return loss
+
+
+def mmdet_varifocal_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    iou_weighted: bool = True,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+) -> torch.Tensor:
+    """mmdetection's ``varifocal_loss`` (``mmdet/models/losses/varifocal_loss.py``)."""
+    assert pred.size() == target.size()
+    pred_sigmoid = pred.sigmoid()
+    target = target.type_as(pred)
+    if iou_weighted:
+        focal_weight = (
+            target * (target > 0.0).float()
+            + alpha * (pred_sigmoid - target).abs().pow(gamma) * (target <= 0.0).float()
+        )
+    else:
+        focal_weight = (target > 0.0).float() + alpha * (pred_sigmoid - target).abs().pow(gamma) * (
+            target <= 0.0
+        ).float()
+    loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
+    return mmdet_weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+
+def mmdet_quality_focal_loss(
+    pred: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], beta: float = 2.0
+) -> torch.Tensor:
+    """mmdetection's ``quality_focal_loss`` (``mmdet/models/losses/gfocal_loss.py``) before its
+    ``@weighted_loss`` decorator: ``target`` is ``(label, score)``, label ``C`` the background;
+    returns ``(N,)``, each sample's loss summed over the classes."""
+    label, score = target
+    pred_sigmoid = pred.sigmoid()
+    scale_factor = pred_sigmoid
+    zerolabel = scale_factor.new_zeros(pred.shape)
+    loss = F.binary_cross_entropy_with_logits(pred, zerolabel, reduction="none") * scale_factor.pow(
+        beta
+    )
+    bg_class_ind = pred.size(1)
+    pos = ((label >= 0) & (label < bg_class_ind)).nonzero().squeeze(1)
+    pos_label = label[pos].long()
+    scale_factor = score[pos] - pred_sigmoid[pos, pos_label]
+    loss[pos, pos_label] = F.binary_cross_entropy_with_logits(
+        pred[pos, pos_label], score[pos], reduction="none"
+    ) * scale_factor.abs().pow(beta)
+    return loss.sum(dim=1, keepdim=False)
+
+
+def mmdet_quality_focal_loss_tensor_target(
+    pred: torch.Tensor, target: torch.Tensor, beta: float = 2.0
+) -> torch.Tensor:
+    """mmdetection 3.x's ``quality_focal_loss_tensor_target`` (logits, ``activated=False``):
+    a dense ``(N, C)`` target; returns ``(N, 1)``, each sample's loss summed over the classes."""
+    assert pred.size() == target.size()
+    pred_sigmoid = pred.sigmoid()
+    scale_factor = pred_sigmoid
+    target = target.type_as(pred)
+    zerolabel = scale_factor.new_zeros(pred.shape)
+    loss = F.binary_cross_entropy_with_logits(pred, zerolabel, reduction="none") * scale_factor.pow(
+        beta
+    )
+    pos = target != 0
+    scale_factor = target[pos] - pred_sigmoid[pos]
+    loss[pos] = F.binary_cross_entropy_with_logits(
+        pred[pos], target[pos], reduction="none"
+    ) * scale_factor.abs().pow(beta)
+    return loss.sum(dim=1, keepdim=True)
+
+
+def mmdet_distribution_focal_loss(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """mmdetection's ``distribution_focal_loss`` before ``@weighted_loss``: ``(N,)``. A label of
+    exactly ``n`` asks for bin ``n + 1``, which does not exist (``F.cross_entropy`` raises)."""
+    dis_left = label.long()
+    dis_right = dis_left + 1
+    weight_left = dis_right.float() - label
+    weight_right = label - dis_left.float()
+    return (
+        F.cross_entropy(pred, dis_left, reduction="none") * weight_left
+        + F.cross_entropy(pred, dis_right, reduction="none") * weight_right
+    )
+
+
+def ultralytics_varifocal_loss(
+    pred_score: torch.Tensor,
+    gt_score: torch.Tensor,
+    label: torch.Tensor,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+) -> torch.Tensor:
+    """ultralytics' ``VarifocalLoss.forward`` (``ultralytics/utils/loss.py``): ``alpha`` weighs
+    the negatives, as mmdetection's; the mean over the classes, summed over the batch."""
+    weight = alpha * pred_score.sigmoid().pow(gamma) * (1 - label) + gt_score * label
+    return (
+        (
+            F.binary_cross_entropy_with_logits(
+                pred_score.float(), gt_score.float(), reduction="none"
+            )
+            * weight
+        )
+        .mean(1)
+        .sum()
+    )
+
+
+def ldam_drw_loss(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    cls_num_list: Sequence[float],
+    max_m: float = 0.5,
+    weight: torch.Tensor | None = None,
+    s: float = 30.0,
+) -> torch.Tensor:
+    """The LDAM authors' ``LDAMLoss`` (``kaidic/LDAM-DRW``, ``losses.py``), constructor and
+    forward in one, on the CPU and in ``x``'s dtype (the original builds a
+    ``torch.cuda.FloatTensor``); the one-hot mask is ``bool`` where the original's ``uint8``
+    no longer passes ``torch.where``."""
+    m_list_np = 1.0 / np.sqrt(np.sqrt(np.asarray(cls_num_list, dtype=np.float64)))
+    m_list_np = m_list_np * (max_m / np.max(m_list_np))
+    m_list = torch.as_tensor(m_list_np, dtype=x.dtype)
+    index = torch.zeros_like(x, dtype=torch.bool)
+    index.scatter_(1, target.data.view(-1, 1), True)
+    index_float = index.to(x.dtype)
+    batch_m = torch.matmul(m_list[None, :], index_float.transpose(0, 1))
+    batch_m = batch_m.view((-1, 1))
+    x_m = x - batch_m
+    output = torch.where(index, x_m, x)
+    return F.cross_entropy(s * output, target, weight=weight)

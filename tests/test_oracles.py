@@ -15,16 +15,39 @@ import pytest
 import torch
 import torch.nn.functional as F
 from oracles import (
+    asymmetric_oracle,
+    asymmetric_reference,
     binary_focal_oracle,
     binary_focal_reference,
+    distribution_focal_oracle,
+    distribution_focal_reference,
     finite_difference_grad,
+    ldam_drw_loss,
+    ldam_margins_oracle,
+    ldam_oracle,
+    ldam_reference,
+    logit_adjustment_oracle,
+    mmdet_distribution_focal_loss,
+    mmdet_quality_focal_loss,
+    mmdet_quality_focal_loss_tensor_target,
+    mmdet_varifocal_loss,
+    mmdet_weight_reduce_loss,
     nll_focal_reference,
+    poly_sigmoid_oracle,
+    poly_sigmoid_reference,
+    poly_softmax_oracle,
+    poly_softmax_reference,
+    quality_focal_oracle,
+    quality_focal_reference,
     sigmoid_focal_oracle,
     sigmoid_focal_reference,
     softmax_focal_oracle,
     softmax_focal_prob_oracle,
     softmax_focal_reference,
+    timm_asymmetric_loss_multilabel,
     torchvision_sigmoid_focal_loss,
+    varifocal_oracle,
+    varifocal_reference,
 )
 
 REDUCTIONS = ["none", "mean", "sum"]
@@ -483,3 +506,373 @@ def test_references_follow_torch_where_the_mean_divides_by_zero(label_smoothing:
         value.backward()
         assert value.isnan()
         torch.testing.assert_close(twin.grad, log_probs.grad, equal_nan=True)
+
+
+# ---------------------------------------------------------------- the focal family's oracles
+
+FAMILY_SOFTMAX_OPTIONS = {
+    "plain": {},
+    "weight": {"weight": [0.5, 1.5, 1.0, 2.0]},
+    "alpha": {"alpha": [0.1, 0.4, 0.3, 0.2]},
+    "smoothing": {"label_smoothing": 0.2},
+    "all": {"weight": [0.5, 1.5, 1.0, 2.0], "alpha": 0.7, "label_smoothing": 0.1},
+}
+
+
+def _soft_target(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=generator, dtype=torch.float64)
+
+
+def _check_gradient(fn: Any, x: torch.Tensor, *, rtol: float = 1e-6, atol: float = 1e-8) -> None:
+    """autograd of the float64 formula ``fn`` against central finite differences."""
+    leaf = x.detach().clone().requires_grad_()
+    (grad,) = torch.autograd.grad(fn(leaf), leaf)
+    torch.testing.assert_close(grad, finite_difference_grad(fn, x.detach()), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("option", FAMILY_SOFTMAX_OPTIONS)
+@pytest.mark.parametrize("probabilities", [False, True], ids=["index", "probability"])
+@pytest.mark.parametrize("shape", [(5, 4), (2, 4, 3)], ids=["2d", "3d"])
+def test_poly_softmax_oracle_at_epsilon_0_is_the_softmax_oracle(
+    option: str, probabilities: bool, shape: tuple[int, ...]
+) -> None:
+    options = dict(FAMILY_SOFTMAX_OPTIONS[option])
+    logits = _logits(shape, seed=101)
+    for gamma in (0.0, 0.5, 2.0):
+        for reduction in REDUCTIONS:
+            if probabilities:
+                target = _soft_target(shape, seed=102).softmax(1)
+                expected = softmax_focal_prob_oracle(
+                    logits, target, gamma=gamma, reduction=reduction, **options
+                )
+            else:
+                target = _index_target(shape, seed=102, ignore_index=2)
+                expected = softmax_focal_oracle(
+                    logits, target, gamma=gamma, ignore_index=2, reduction=reduction, **options
+                )
+                options["ignore_index"] = 2
+            actual = poly_softmax_oracle(
+                logits, target, epsilon=0.0, gamma=gamma, reduction=reduction, **options
+            )
+            options.pop("ignore_index", None)
+            _close(actual, expected)
+
+
+@pytest.mark.parametrize("epsilon", [1.0, -1.0, 2.5])
+def test_poly_softmax_oracle_at_gamma_0_is_cross_entropy_plus_epsilon_one_minus_pt(
+    epsilon: float,
+) -> None:
+    logits = _logits((6, 5), seed=103)
+    target = torch.tensor([0, 4, 2, 2, 1, 3])
+    ce = F.cross_entropy(logits, target, reduction="none")
+    p_t = logits.softmax(1).gather(1, target[:, None]).squeeze(1)
+    expected = ce + epsilon * (1.0 - p_t)
+    _close(poly_softmax_oracle(logits, target, epsilon=epsilon, reduction="none"), expected)
+    # one weight per class scales each element's whole bracket; 'mean' divides by the weights
+    weight = torch.tensor([0.5, 1.0, 2.0, 3.0, 0.25], dtype=torch.float64)
+    weighted = weight[target] * expected
+    actual = poly_softmax_oracle(logits, target, epsilon=epsilon, weight=weight)
+    _close(actual, weighted.sum() / weight[target].sum())
+
+
+def test_poly_softmax_oracle_by_hand() -> None:
+    # logits 0, log 3: p = (1/4, 3/4); target 1, gamma 2: (1/4)^2 (-log 3/4) + epsilon (1/4)^3
+    logits = np.log([[1.0, 3.0]])
+    for epsilon in (1.0, -1.0, 0.5):
+        expected = 0.25**2 * -math.log(0.75) + epsilon * 0.25**3
+        _close(poly_softmax_oracle(logits, [1], epsilon=epsilon, gamma=2.0), expected)
+    # probability target (1/2, 1/2), gamma 0: the mean of the two classes' CE + epsilon (1 - p)
+    expected = 0.5 * (-math.log(0.25) + 0.75) + 0.5 * (-math.log(0.75) + 0.25)
+    _close(poly_softmax_oracle(logits, np.array([[0.5, 0.5]]), epsilon=1.0), expected)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("option", FAMILY_SOFTMAX_OPTIONS)
+@pytest.mark.parametrize("probabilities", [False, True], ids=["index", "probability"])
+def test_poly_softmax_reference_is_the_oracle_with_its_gradient(
+    reduction: str, option: str, probabilities: bool
+) -> None:
+    shape = (3, 4, 2)
+    logits = _logits(shape, seed=104)
+    options: dict[str, Any] = dict(FAMILY_SOFTMAX_OPTIONS[option])
+    if probabilities:
+        target = _soft_target(shape, seed=105).softmax(1)
+    else:
+        target = _index_target(shape, seed=105, ignore_index=1)
+        options["ignore_index"] = 1
+    for gamma, epsilon in ((0.0, 1.0), (0.5, -1.0), (2.0, 2.0)):
+
+        def loss(x: torch.Tensor, epsilon: float = epsilon, gamma: float = gamma) -> torch.Tensor:
+            return poly_softmax_reference(
+                x, target, epsilon=epsilon, gamma=gamma, reduction=reduction, **options
+            ).sum()
+
+        expected = poly_softmax_oracle(
+            logits, target, epsilon=epsilon, gamma=gamma, reduction=reduction, **options
+        )
+        _close(
+            poly_softmax_reference(
+                logits, target, epsilon=epsilon, gamma=gamma, reduction=reduction, **options
+            ),
+            expected,
+        )
+        _check_gradient(loss, logits)
+
+
+def test_poly_softmax_reference_takes_one_unbatched_element() -> None:
+    logits = _logits((4,), seed=106)
+    for target in (torch.tensor(2), _soft_target((4,), seed=107).softmax(0)):
+        for reduction in REDUCTIONS:
+            expected = poly_softmax_oracle(
+                logits[None], target[None], epsilon=1.0, gamma=1.0, reduction=reduction
+            )
+            actual = poly_softmax_reference(
+                logits, target, epsilon=1.0, gamma=1.0, reduction=reduction
+            )
+            _close(actual, expected[0] if reduction == "none" else expected)
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+@pytest.mark.parametrize("alpha", [0.25, None])
+def test_poly_sigmoid_oracle_and_reference(soft: bool, alpha: float | None) -> None:
+    logits = _logits((4, 5), seed=111, scale=4.0)
+    target = _soft_target((4, 5), seed=112)
+    target = target if soft else target.round()
+    weight = _soft_target((5,), seed=113) + 0.5
+    for gamma in (0.0, 0.5, 2.0):
+        for reduction in REDUCTIONS:
+            # epsilon = 0 is the sigmoid focal loss
+            _close(
+                poly_sigmoid_oracle(
+                    logits, target, epsilon=0.0, gamma=gamma, alpha=alpha, reduction=reduction
+                ),
+                sigmoid_focal_oracle(logits, target, gamma=gamma, alpha=alpha, reduction=reduction),
+            )
+        # epsilon adds w alpha_t (1 - p_t)^(gamma + 1)
+        one_minus_pt = target * torch.sigmoid(-logits) + (1 - target) * torch.sigmoid(logits)
+        alpha_t = 1.0 if alpha is None else alpha * target + (1 - alpha) * (1 - target)
+        expected = (
+            sigmoid_focal_oracle(logits, target, gamma=gamma, alpha=alpha, reduction="none")
+            * weight.numpy()
+            + (-1.5 * weight * alpha_t * one_minus_pt ** (gamma + 1)).numpy()
+        )
+        options = {"epsilon": -1.5, "gamma": gamma, "alpha": alpha, "weight": weight}
+        _close(poly_sigmoid_oracle(logits, target, reduction="none", **options), expected)
+        _close(poly_sigmoid_reference(logits, target, reduction="none", **options), expected)
+        _check_gradient(lambda x, o=options: poly_sigmoid_reference(x, target, **o), logits)
+
+
+def test_asymmetric_oracle_special_cases() -> None:
+    logits = _logits((5, 6), seed=121, scale=4.0)
+    logits[0, :2] = torch.tensor([60.0, -60.0])
+    soft = _soft_target((5, 6), seed=122)
+    hard = soft.round()
+    weight = _soft_target((6,), seed=123) + 0.5
+    for target in (hard, soft):
+        for reduction in REDUCTIONS:
+            # no focusing and no clip: binary cross-entropy, with and without weight
+            expected = F.binary_cross_entropy_with_logits(
+                logits, target, weight=weight, reduction=reduction
+            )
+            actual = asymmetric_oracle(
+                logits,
+                target,
+                gamma_pos=0.0,
+                gamma_neg=0.0,
+                clip=0.0,
+                weight=weight,
+                reduction=reduction,
+            )
+            _close(actual, expected)
+    for gamma in (0.5, 2.0):  # one gamma and no clip, hard labels: sigmoid focal, alpha None
+        _close(
+            asymmetric_oracle(logits, hard, gamma_pos=gamma, gamma_neg=gamma, clip=0.0),
+            sigmoid_focal_oracle(logits, hard, gamma=gamma, alpha=None),
+        )
+    # soft labels: linear in y, the mix of the hard-label losses
+    for options in ({"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05}, {"clip": 0.2}):
+        mixed = soft.numpy() * asymmetric_oracle(
+            logits, torch.ones_like(soft), reduction="none", **options
+        ) + (1 - soft.numpy()) * asymmetric_oracle(
+            logits, torch.zeros_like(soft), reduction="none", **options
+        )
+        _close(asymmetric_oracle(logits, soft, reduction="none", **options), mixed)
+
+
+def test_asymmetric_oracle_by_hand() -> None:
+    # x = 0, p = 1/2. Positive: (1/2)^gamma_pos log 2. Negative with clip 0.05: p_m = 0.45,
+    # 0.45^gamma_neg * -log 0.55. Where p <= clip the negative term is 0.
+    losses = asymmetric_oracle(
+        [0.0, 0.0, math.log(0.05 / 0.95), -5.0],
+        [1.0, 0.0, 0.0, 0.0],
+        gamma_pos=1.0,
+        gamma_neg=4.0,
+        clip=0.05,
+        reduction="none",
+    )
+    _close(losses, [0.5 * math.log(2.0), 0.45**4 * -math.log(0.55), 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
+        {"gamma_pos": 1.0, "gamma_neg": 0.5, "clip": 0.0},
+        {"gamma_pos": 0.5, "gamma_neg": 0.0, "clip": 0.3},
+    ],
+)
+def test_asymmetric_reference_is_the_oracle_with_its_gradient(options: dict[str, float]) -> None:
+    logits = _logits((4, 5), seed=124, scale=3.0)
+    # keep every logit away from p = clip, where the negative term's gradient has a kink
+    if options["clip"]:
+        edge = math.log(options["clip"] / (1 - options["clip"]))
+        logits = torch.where((logits - edge).abs() < 1e-3, logits + 0.1, logits)
+    target = _soft_target((4, 5), seed=125)
+    weight = _soft_target((5,), seed=126) + 0.5
+    for y in (target.round(), target):
+        for reduction in REDUCTIONS:
+            expected = asymmetric_oracle(logits, y, weight=weight, reduction=reduction, **options)
+            actual = asymmetric_reference(logits, y, weight=weight, reduction=reduction, **options)
+            _close(actual, expected)
+        _check_gradient(lambda x, y=y: asymmetric_reference(x, y, weight=weight, **options), logits)
+
+
+def test_asymmetric_oracle_is_timm_for_hard_labels_where_its_clamp_does_not_bite() -> None:
+    logits = _logits((6, 7), seed=127, scale=4.0)  # |x| < 18: p and 1 - p + clip above 1e-8
+    target = _soft_target((6, 7), seed=128).round()
+    for gamma_pos, gamma_neg, clip in ((1.0, 4.0, 0.05), (0.0, 2.0, 0.1), (0.0, 0.0, 0.0)):
+        expected = timm_asymmetric_loss_multilabel(logits, target, gamma_neg, gamma_pos, clip)
+        actual = asymmetric_oracle(
+            logits, target, gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, reduction="sum"
+        )
+        _close(actual, expected)
+
+
+def test_varifocal_oracle_by_hand_and_against_mmdetection() -> None:
+    # x = 0, p = 1/2: a positive of IoU q costs -q (q log 1/2 + (1 - q) log 1/2) = q log 2; a
+    # negative alpha (1/2)^gamma log 2.
+    losses = varifocal_oracle([0.0, 0.0], [0.6, 0.0], alpha=0.75, gamma=2.0, reduction="none")
+    _close(losses, [0.6 * math.log(2.0), 0.75 * 0.25 * math.log(2.0)])
+    logits = _logits((6, 5), seed=131, scale=3.0)
+    target = _soft_target((6, 5), seed=132) * (_soft_target((6, 5), seed=133) < 0.4)
+    weight = _soft_target((6, 5), seed=134) + 0.5
+    for alpha, gamma in ((0.75, 2.0), (0.25, 1.5), (1.0, 0.0)):
+        for reduction in REDUCTIONS:
+            options = {"alpha": alpha, "gamma": gamma}
+            expected = mmdet_varifocal_loss(logits, target, weight, reduction=reduction, **options)
+            _close(
+                varifocal_oracle(logits, target, weight=weight, reduction=reduction, **options),
+                expected,
+            )
+            actual = varifocal_reference(
+                logits, target, weight=weight, reduction=reduction, **options
+            )
+            _close(actual, expected)
+        _check_gradient(
+            lambda x, o=options: varifocal_reference(x, target, weight=weight, **o), logits
+        )
+
+
+def test_quality_focal_oracle_special_cases_and_mmdetection() -> None:
+    logits = _logits((6, 5), seed=141, scale=3.0)
+    hard = _soft_target((6, 5), seed=142).round()
+    for beta in (0.0, 0.5, 2.0):  # hard labels: sigmoid focal loss with gamma = beta, no alpha
+        _close(
+            quality_focal_oracle(logits, hard, beta=beta, reduction="none"),
+            sigmoid_focal_oracle(logits, hard, gamma=beta, alpha=None, reduction="none"),
+        )
+    # one positive class per sample with its quality score, as mmdetection's (label, score)
+    label = torch.tensor([0, 4, 5, 2, 5, 1])  # 5 = background
+    score = _soft_target((6,), seed=143)
+    dense = torch.zeros(6, 5, dtype=torch.float64)
+    rows = label < 5
+    dense[rows, label[rows]] = score[rows]
+    weight = _soft_target((6, 1), seed=144) + 0.5
+    for beta in (2.0, 1.0):
+        per_sample = mmdet_quality_focal_loss(logits, (label, score), beta=beta)
+        dense_per_sample = mmdet_quality_focal_loss_tensor_target(logits, dense, beta=beta)
+        oracle = quality_focal_oracle(logits, dense, beta=beta, reduction="none")
+        _close(oracle.sum(1), per_sample)
+        _close(oracle.sum(1, keepdims=True), dense_per_sample)
+        reference = quality_focal_reference(logits, dense, beta=beta, weight=weight)
+        _close(reference, (oracle * weight.numpy()).mean())
+        _check_gradient(
+            lambda x, b=beta: quality_focal_reference(x, dense, beta=b, weight=weight), logits
+        )
+
+
+def test_distribution_focal_oracle_against_mmdetection_and_by_hand() -> None:
+    logits = _logits((7, 5), seed=151, scale=2.0)
+    target = torch.tensor([0.0, 0.5, 1.25, 2.0, 3.999, 3.5, 0.1], dtype=torch.float64)
+    weight = _soft_target((7,), seed=152) + 0.5
+    expected = mmdet_distribution_focal_loss(logits, target)
+    _close(distribution_focal_oracle(logits, target, reduction="none"), expected)
+    for reduction in REDUCTIONS:
+        weighted = mmdet_weight_reduce_loss(expected, weight, reduction)
+        _close(
+            distribution_focal_oracle(logits, target, weight=weight, reduction=reduction), weighted
+        )
+        _close(
+            distribution_focal_reference(logits, target, weight=weight, reduction=reduction),
+            weighted,
+        )
+    _check_gradient(
+        lambda x: distribution_focal_reference(x, target, weight=weight, reduction="sum"), logits
+    )
+    # y = n: all of the weight on the last bin (mmdetection asks for a bin n + 1 there)
+    ce_last = F.cross_entropy(logits, torch.full((7,), 4), reduction="none")
+    _close(distribution_focal_oracle(logits, torch.full((7,), 4.0), reduction="none"), ce_last)
+    with pytest.raises(IndexError):
+        mmdet_distribution_focal_loss(logits, torch.full((7,), 4.0, dtype=torch.float64))
+
+
+def test_long_tail_oracles_by_hand_and_against_the_ldam_authors() -> None:
+    _close(logit_adjustment_oracle([1, 3]), [math.log(0.25), math.log(0.75)])
+    _close(
+        logit_adjustment_oracle([2, 2, 4], tau=0.5),
+        [0.5 * math.log(0.25)] * 2 + [0.5 * math.log(0.5)],
+    )
+    _close(ldam_margins_oracle([16, 1, 81]), [0.25, 0.5, 0.5 / 3])
+    counts = [500, 120, 40, 7, 1000]
+    margins = ldam_margins_oracle(counts, max_margin=0.4)
+    authors = 1.0 / np.sqrt(np.sqrt(np.asarray(counts, dtype=np.float64)))
+    _close(margins, authors * (0.4 / authors.max()))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_ldam_oracle_at_gamma_0_is_the_ldam_authors_loss(reduction: str) -> None:
+    counts = [300, 40, 9, 100]
+    margins = ldam_margins_oracle(counts)
+    logits = _logits((6, 4), seed=161, scale=0.5)
+    target = torch.tensor([0, 1, 2, 3, 2, 1])
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
+    for w in (None, weight):
+        if reduction == "mean":
+            expected = ldam_drw_loss(logits, target, counts, weight=w, s=30.0)
+            _close(ldam_oracle(logits, target, margins, scale=30.0, weight=w), expected)
+        z = 30.0 * (
+            logits
+            - torch.tensor(margins, dtype=torch.float64)[target][:, None] * F.one_hot(target, 4)
+        )
+        expected = F.cross_entropy(z, target, weight=w, reduction=reduction)
+        _close(ldam_oracle(logits, target, margins, weight=w, reduction=reduction), expected)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_ldam_reference_is_the_oracle_with_its_gradient(gamma: float) -> None:
+    margins = [0.5, 0.3, 0.2, 0.4]
+    logits = _logits((3, 4, 2), seed=162, scale=0.3)
+    target = _index_target((3, 4, 2), seed=163, ignore_index=3)
+    options = {"gamma": gamma, "alpha": [0.2, 0.3, 0.4, 0.1], "weight": [1.0, 2.0, 0.5, 1.0]}
+    for reduction in REDUCTIONS:
+        expected = ldam_oracle(
+            logits, target, margins, scale=4.0, ignore_index=3, reduction=reduction, **options
+        )
+        actual = ldam_reference(
+            logits, target, margins, scale=4.0, ignore_index=3, reduction=reduction, **options
+        )
+        _close(actual, expected)
+    _check_gradient(
+        lambda x: ldam_reference(x, target, margins, scale=4.0, ignore_index=3, **options), logits
+    )
