@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from focalkit._core.class_weights import class_counts, class_weights
+from focalkit._core.long_tail import ldam_margins, logit_adjustment
 from focalkit._core.validation import inputs_validated, validate_inputs
 
 __version__ = "0.1.0"
@@ -40,7 +41,9 @@ __all__ = [
     "class_counts",
     "class_weights",
     "inputs_validated",
+    "ldam_margins",
     "linear_softmax_focal_loss",
+    "logit_adjustment",
     "nll_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",

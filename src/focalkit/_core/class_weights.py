@@ -119,21 +119,7 @@ def class_weights(
         )
     if zero not in ("raise", "ignore"):
         raise ValueError(f"{where}: zero must be 'raise' or 'ignore', got {zero!r}")
-    array = np.asarray(counts)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(
-            f"{where}: counts must be a non-empty 1-D sequence, got shape {array.shape}"
-        )
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise TypeError(f"{where}: counts must be numbers, got dtype {array.dtype}")
-    n = array.astype(np.float64)
-    if not np.all(np.isfinite(n)):
-        raise ValueError(f"{where}: counts must be finite, got {array.tolist()}")
-    if np.any(n < 0):
-        negative = int(np.flatnonzero(n < 0)[0])
-        raise ValueError(
-            f"{where}: counts must be >= 0, got {array[negative]} for class {negative}"
-        )
+    n = counts_array(counts, where)
     present = n > 0
     if zero == "raise" and not np.all(present):
         empty = int(np.flatnonzero(~present)[0])
@@ -162,3 +148,24 @@ def class_weights(
     elif normalize == "balanced":
         weights *= n.sum() / (n * weights).sum()
     return weights
+
+
+def counts_array(counts: ArrayLike, where: str) -> NDArray[np.float64]:
+    """Per-class sample counts as a float64 array, once checked: a non-empty 1-D sequence of
+    finite numbers ``>= 0``; a negative count is named by its class."""
+    array = np.asarray(counts)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(
+            f"{where}: counts must be a non-empty 1-D sequence, got shape {array.shape}"
+        )
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"{where}: counts must be numbers, got dtype {array.dtype}")
+    n = array.astype(np.float64)
+    if not np.all(np.isfinite(n)):
+        raise ValueError(f"{where}: counts must be finite, got {array.tolist()}")
+    if np.any(n < 0):
+        negative = int(np.flatnonzero(n < 0)[0])
+        raise ValueError(
+            f"{where}: counts must be >= 0, got {array[negative]} for class {negative}"
+        )
+    return n

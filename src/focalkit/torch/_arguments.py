@@ -100,6 +100,13 @@ def per_class(
     return tensor
 
 
+def logit_offset(value: ArrayLike, num_classes: int, x: Tensor, where: str) -> Tensor:
+    """A per-class ``(C,)`` offset for the logits, in ``x``'s dtype and on its device."""
+    tensor = _inputs.as_tensor(value, "logit_offset", x, where)
+    validation.check_per_class_length("logit_offset", tensor.shape, num_classes, where)
+    return tensor
+
+
 def softmax_alpha(
     alpha: Alpha, num_classes: int, x: Tensor, where: str
 ) -> tuple[float | Tensor | None, Tensor | None]:

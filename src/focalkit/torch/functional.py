@@ -49,6 +49,7 @@ def softmax_focal_loss(
     gamma: Gamma = 2.0,
     alpha: Alpha = None,
     divisor: Divisor | None = None,
+    logit_offset: ArrayLike | None = None,
 ) -> Tensor:
     r"""Focal loss on softmax probabilities; ``gamma=0, alpha=None`` is ``F.cross_entropy``.
 
@@ -91,6 +92,12 @@ def softmax_focal_loss(
             the host). Gives the exact mean over micro-batches or processes whose divisor was
             summed in advance (see :mod:`focalkit.torch.distributed`); also a detector's
             normaliser, such as the number of positive anchors. Default: ``None``.
+        logit_offset: A per-class offset :math:`b`, shape :math:`(C)`, added to the logits
+            along the class dimension before the softmax: the loss is that of :math:`x + b`, so
+            ``gamma=0`` gives ``F.cross_entropy(input + b, target)`` for every other option. With
+            ``b = logit_adjustment(counts, tau)`` it is the logit-adjusted loss of Menon et al.
+            (``tau=1``: the balanced softmax of Ren et al.); train with it and predict with the
+            plain logits. A tensor that requires grad is differentiated. Default: ``None``.
 
     Shape:
         - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
@@ -108,9 +115,18 @@ def softmax_focal_loss(
         >>> torch.allclose(softmax_focal_loss(input, target, gamma=0.0),
         ...                F.cross_entropy(input, target))
         True
+        >>> from focalkit import logit_adjustment
+        >>> offset = torch.tensor(logit_adjustment([900, 90, 10]), dtype=torch.float32)
+        >>> softmax_focal_loss(input, target, gamma=0.0, logit_offset=offset)  # balanced softmax
+        tensor(0.8637)
+        >>> torch.allclose(softmax_focal_loss(input, target, gamma=0.0, logit_offset=offset),
+        ...                F.cross_entropy(input + offset, target))
+        True
 
     References:
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. arXiv:1708.02002
+
+        Menon et al., "Long-tail learning via logit adjustment", ICLR 2021. arXiv:2007.07314
     """
     where = "softmax_focal_loss()"
     _arguments.check_common(where, reduction, gamma)
@@ -132,10 +148,15 @@ def softmax_focal_loss(
             gamma=gamma,
             alpha=alpha,
             divisor=divisor,
+            logit_offset=logit_offset,
         )
         return loss.squeeze(0) if reduction == "none" else loss
 
-    out_dtype = _inputs.dtypes(input)[1]
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    if logit_offset is not None:
+        like = input.new_empty((), dtype=compute_dtype)
+        offset = _arguments.logit_offset(logit_offset, input.shape[1], like, where)
+        input = input.to(compute_dtype) + _class_dim_view(offset, input.dim())
     settings = _arguments.softmax_settings(
         input, target, weight, ignore_index, computed, label_smoothing, gamma, alpha, where
     )
@@ -570,6 +591,7 @@ def linear_softmax_focal_loss(
     alpha: Alpha = None,
     chunk_size: int | None = None,
     divisor: Divisor | None = None,
+    logit_offset: ArrayLike | None = None,
 ) -> Tensor:
     r"""``softmax_focal_loss(F.linear(input, classifier, bias), target, ...)``, never forming
     the logits.
@@ -597,6 +619,10 @@ def linear_softmax_focal_loss(
             :func:`softmax_focal_loss`; ``gamma`` is a number here.
         chunk_size: Rows per chunk. Default: chosen from the shapes, about 32 MiB of logits.
         divisor: as in :func:`softmax_focal_loss`.
+        logit_offset: A per-class offset, shape :math:`(C)`, added to each chunk's logits as
+            :func:`softmax_focal_loss`'s ``logit_offset`` is (e.g. from
+            :func:`~focalkit.logit_adjustment`): an extra bias, ``bias + logit_offset``, in the
+            classifier's dtype. Default: ``None``.
 
     Shape:
         - Output: scalar; with ``reduction='none'``, :math:`(*)`.
@@ -630,6 +656,10 @@ def linear_softmax_focal_loss(
     num_classes = classifier.shape[0]
     if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (num_classes,)):
         raise ValueError(f"{where}: bias must have shape ({num_classes},), got {_shape_of(bias)}")
+    if logit_offset is not None:  # an extra bias
+        like = classifier.new_empty(())
+        offset = _arguments.logit_offset(logit_offset, num_classes, like, where)
+        bias = offset if bias is None else bias + offset
     target = _inputs.check_target(target, where)
     flat_target = _inputs.class_indices(
         target, input.shape[:-1], input.shape, num_classes, ignore_index, where

@@ -2,9 +2,10 @@
 
 Every setting is checked at construction, by the check and with the message of the function
 (``FocalLoss()`` names itself), so a bad one fails now rather than at step 40 000. Tensor
-settings (``weight``, ``pos_weight``, a per-class ``alpha``) are registered as buffers of those
-names, so ``.to(device)``, ``.half()`` and ``state_dict()`` carry them; a float ``alpha`` stays a
-float. The ``repr`` shows the whole configuration.
+settings (``weight``, ``pos_weight``, a per-class ``alpha``, ``logit_offset``, ``margins``) are
+registered as buffers of those names, so ``.to(device)``, ``.half()`` and ``state_dict()`` carry
+them; a float ``alpha`` stays a float. The ``repr`` shows the whole configuration (an optional
+tensor such as ``logit_offset`` where it is set).
 
 ``forward`` takes the per-call ``divisor=`` of its function, keyword-only: with
 ``reduction='mean'``, the ``'sum'`` over ``divisor`` (see :mod:`focalkit.torch.distributed`).
@@ -49,6 +50,7 @@ class _FocalBase(nn.Module):
     alpha: float | Tensor | None
     weight: Tensor | None
     _settings: tuple[str, ...] = ("gamma", "alpha", "reduction", "weight")  # shown by repr
+    _optional: tuple[str, ...] = ()  # shown by repr where set (not None)
     # The softmax family takes alpha >= 0 and a weight per class; the binary one an alpha in
     # [0, 1] and a weight broadcast to the input.
     _softmax = True
@@ -86,8 +88,16 @@ class _FocalBase(nn.Module):
             "label_smoothing", label_smoothing, validation.UNIT_INTERVAL, f"{type(self).__name__}()"
         )
 
+    def _set_logit_offset(self, logit_offset: ArrayLike | None) -> None:
+        where = f"{type(self).__name__}()"
+        buffer = _buffer(logit_offset, "logit_offset", where)
+        if buffer is not None:
+            validation.check_per_class_length("logit_offset", buffer.shape, None, where)
+        self.register_buffer("logit_offset", buffer)
+
     def extra_repr(self) -> str:
-        return ", ".join(f"{name}={_describe(getattr(self, name))}" for name in self._settings)
+        shown = self._settings + tuple(n for n in self._optional if getattr(self, n) is not None)
+        return ", ".join(f"{name}={_describe(getattr(self, name))}" for name in shown)
 
 
 class FocalLoss(_FocalBase):
@@ -104,7 +114,9 @@ class FocalLoss(_FocalBase):
         tensor(0.5922)
     """
 
+    logit_offset: Tensor | None
     _settings = ("gamma", "alpha", "reduction", "weight", "ignore_index", "label_smoothing")
+    _optional = ("logit_offset",)
 
     def __init__(
         self,
@@ -115,10 +127,12 @@ class FocalLoss(_FocalBase):
         *,
         gamma: float = 2.0,
         alpha: Alpha = None,
+        logit_offset: ArrayLike | None = None,
     ) -> None:
         super().__init__(reduction, gamma, alpha, weight)
         self._set_ignore_index(ignore_index)
         self._set_label_smoothing(label_smoothing)
+        self._set_logit_offset(logit_offset)
 
     def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
         return functional.softmax_focal_loss(
@@ -131,6 +145,7 @@ class FocalLoss(_FocalBase):
             gamma=self.gamma,
             alpha=self.alpha,
             divisor=divisor,
+            logit_offset=self.logit_offset,
         )
 
 
@@ -261,7 +276,9 @@ class LinearFocalLoss(_FocalBase):
         torch.Size([])
     """
 
+    logit_offset: Tensor | None
     _settings = (*FocalLoss._settings, "chunk_size")
+    _optional = ("logit_offset",)
 
     def __init__(
         self,
@@ -273,12 +290,14 @@ class LinearFocalLoss(_FocalBase):
         gamma: float = 2.0,
         alpha: Alpha = None,
         chunk_size: int | None = None,
+        logit_offset: ArrayLike | None = None,
     ) -> None:
         super().__init__(reduction, gamma, alpha, weight)
         self._set_ignore_index(ignore_index)
         self._set_label_smoothing(label_smoothing)
         validation.check_positive_int("chunk_size", chunk_size, "LinearFocalLoss()", optional=True)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self._set_logit_offset(logit_offset)
 
     def forward(
         self,
@@ -302,4 +321,5 @@ class LinearFocalLoss(_FocalBase):
             alpha=self.alpha,
             chunk_size=self.chunk_size,
             divisor=divisor,
+            logit_offset=self.logit_offset,
         )

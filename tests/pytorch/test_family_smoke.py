@@ -1,0 +1,139 @@
+"""Sanity checks of the focal family at the points where each member reduces to a loss PyTorch
+or focalkit already has, plus the construction of each module and a few clear errors.
+
+The thorough tests (float64 oracles, gradients, peers, the numerics) are in the other
+``test_family_*.py`` files; these are the quick checks that each member is wired as documented.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import focalkit
+from focalkit.torch import _kernels
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+C = 5
+
+
+def _logits(*shape: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=generator, dtype=torch.float64) * 3).requires_grad_()
+
+
+def _indices(*shape: int, seed: int = 1, classes: int = C) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, classes, shape, generator=generator)
+
+
+def _value_and_grad(loss: torch.Tensor, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    (grad,) = torch.autograd.grad(loss.sum(), input)
+    return loss.detach(), grad
+
+
+def _assert_same(first: torch.Tensor, second: torch.Tensor, input: torch.Tensor) -> None:
+    value, grad = _value_and_grad(first, input)
+    expected_value, expected_grad = _value_and_grad(second, input)
+    torch.testing.assert_close(value, expected_value, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+
+
+# logit_adjustment and logit_offset
+
+
+def test_logit_adjustment_is_tau_log_prior() -> None:
+    counts = np.array([500, 120, 30, 7, 1])
+    expected = 0.5 * np.log(counts / counts.sum())
+    np.testing.assert_allclose(focalkit.logit_adjustment(counts, tau=0.5), expected, rtol=1e-13)
+
+
+def test_logit_adjustment_names_the_empty_class() -> None:
+    with pytest.raises(ValueError, match=r"logit_adjustment\(\): class 2 has count 0"):
+        focalkit.logit_adjustment([3, 1, 0, 4])
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight": [1.0, 2.0, 0.5, 1.0, 3.0]}, {"label_smoothing": 0.2}, {"ignore_index": 1}],
+    ids=["plain", "weight", "smoothing", "ignore"],
+)
+def test_logit_offset_is_cross_entropy_of_shifted_logits(
+    kernels: bool, reduction: str, options: dict[str, object]
+) -> None:
+    input, target = _logits(6, C, 3), _indices(6, 3)
+    offset = torch.tensor(focalkit.logit_adjustment([50, 20, 9, 4, 1]))
+    torch_options = dict(options)
+    if "weight" in torch_options:
+        torch_options["weight"] = torch.tensor(torch_options["weight"], dtype=torch.float64)
+    with _kernels.use_kernels(kernels):
+        loss = focalkit.softmax_focal_loss(
+            input, target, reduction=reduction, gamma=0.0, logit_offset=offset, **options
+        )
+    shifted = input + offset.reshape(1, C, 1)
+    _assert_same(
+        loss, F.cross_entropy(shifted, target, reduction=reduction, **torch_options), input
+    )
+
+
+def test_logit_offset_with_probability_targets_and_focal_term() -> None:
+    input = _logits(4, C)
+    target = torch.softmax(_logits(4, C, seed=3).detach(), 1)
+    offset = [0.5, -1.0, 0.0, 2.0, -0.25]
+    loss = focalkit.softmax_focal_loss(input, target, gamma=1.5, logit_offset=offset)
+    shifted = input + torch.tensor(offset, dtype=torch.float64)
+    _assert_same(loss, focalkit.softmax_focal_loss(shifted, target, gamma=1.5), input)
+
+
+def test_logit_offset_on_the_fused_linear_loss_is_an_extra_bias() -> None:
+    generator = torch.Generator().manual_seed(4)
+    hidden = torch.randn(9, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    head = torch.randn(C, 4, generator=generator, dtype=torch.float64)
+    bias = torch.randn(C, generator=generator, dtype=torch.float64)
+    target = _indices(9)
+    offset = torch.tensor(focalkit.logit_adjustment([9, 7, 5, 3, 1]))
+    for chunk_size in (None, 4):
+        loss = focalkit.linear_softmax_focal_loss(
+            hidden, head, target, bias=bias, gamma=0.0, chunk_size=chunk_size, logit_offset=offset
+        )
+        expected = F.cross_entropy(F.linear(hidden, head, bias) + offset, target)
+        _assert_same(loss, expected, hidden)
+
+
+def test_focal_loss_module_keeps_the_offset_as_a_buffer() -> None:
+    offset = focalkit.logit_adjustment([4, 2, 1])
+    criterion = focalkit.FocalLoss(gamma=0.0, logit_offset=offset)
+    assert "logit_offset" in dict(criterion.named_buffers())
+    assert repr(criterion).endswith(f"logit_offset={[round(v, 4) for v in offset.tolist()]})")
+    input, target = _logits(5, 3), _indices(5, classes=3)
+    # A sequence or an array becomes a buffer in the default dtype, as a module's weight does.
+    expected = F.cross_entropy(input + torch.tensor(offset, dtype=torch.float32).double(), target)
+    _assert_same(criterion(input, target), expected, input)
+    linear = focalkit.LinearFocalLoss(logit_offset=offset)
+    assert "logit_offset" in dict(linear.named_buffers())
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: focalkit.softmax_focal_loss(
+                torch.zeros(2, C), torch.zeros(2, dtype=torch.long), logit_offset=[0.0] * 4
+            ),
+            r"softmax_focal_loss\(\): logit_offset must have one value per class \(5 classes\)",
+        ),
+        (
+            lambda: focalkit.FocalLoss(logit_offset=[[0.0, 1.0]]),
+            r"FocalLoss\(\): logit_offset must be a 1-D sequence",
+        ),
+        (lambda: focalkit.logit_adjustment([1, 2], tau=-1.0), r"tau must be >= 0"),
+    ],
+)
+def test_logit_offset_errors(call: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()  # type: ignore[operator]
