@@ -46,6 +46,27 @@ the micro-batches and averages over the processes, which is :math:`L`.
 are averaged (``None``: the default group). This module imports without a process group, and
 without one every function works as a single process.
 
+A ``DistributedDataParallel`` step over this process's ``micro_batches``, its gradients
+synchronised after the last one:
+
+.. code-block:: python
+
+    divisor = global_divisor([y for _, y in micro_batches], kind="class_index", weight=weight)
+    losses = []
+    for k, (x, y) in enumerate(micro_batches):
+        last = k == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else model.no_sync():
+            loss = softmax_focal_loss(model(x), y, weight, divisor=divisor)
+            loss.backward()  # not divided by the number of micro-batches
+        losses.append(loss.detach())
+    optimizer.step()
+    optimizer.zero_grad()
+    log(global_mean_loss(losses))  # the global batch's 'mean'
+
+Under FSDP2 (``fully_shard``), ``model.set_requires_gradient_sync(last)`` takes the place of
+``no_sync``, and every process runs as many micro-batches (each forward gathers the
+parameters); under DDP their numbers may differ.
+
 Example:
     One process here; under ``torchrun`` the same lines, with ``model`` wrapped in
     ``DistributedDataParallel`` and ``model.no_sync()`` around all but the last micro-batch,
