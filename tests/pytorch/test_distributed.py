@@ -296,7 +296,14 @@ def _collectives(rank: int, world_size: int) -> dict[str, Any]:
     groups = [dist.new_group(ranks) for ranks in halves]  # every rank creates every group
     mine = groups[0] if rank < world_size // 2 else groups[1]
     value = torch.tensor(float(rank + 1))
+    other = groups[1] if rank < world_size // 2 else groups[0]
+    try:
+        global_divisor(targets, group=other, **kwargs)
+        outsider = "no error"
+    except ValueError as error:
+        outsider = str(error)
     return {
+        "outsider": outsider,
         "blocking": float(blocking),
         "async": float(pending),
         "async_dtype": str(pending.dtype),
@@ -432,6 +439,7 @@ def test_collectives(world_size: int) -> None:
         ranks = range(half) if rank < half else range(half, world_size)
         assert got["mean_loss"] == pytest.approx(sum(range(1, world_size + 1)) / world_size)
         assert got["subgroup_mean_loss"] == pytest.approx(2 * sum(r + 1 for r in ranks) / half)
+        assert got["outsider"] == f"global_divisor(): this process (rank {rank}) is not in group"
 
 
 # --- one process, no process group ---------------------------------------------------------------

@@ -340,7 +340,10 @@ def _tensors(values: Tensor | Sequence[Tensor], name: str, where: str) -> list[T
 def _group_size(group: ProcessGroup | None, where: str) -> int | None:
     """The group's size; ``None`` for a single process without a process group."""
     if dist.is_available() and dist.is_initialized():
-        return int(dist.get_world_size(group))
+        size = int(dist.get_world_size(group))
+        if size < 1:  # -1: this process is not in the group
+            raise ValueError(f"{where}: this process (rank {dist.get_rank()}) is not in group")
+        return size
     if group is not None:
         raise ValueError(
             f"{where}: group was given but no process group is initialized "
