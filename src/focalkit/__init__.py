@@ -28,6 +28,8 @@ _TORCH_NAMES = frozenset(
         "NLLFocalLoss",
         "SigmoidFocalLoss",
         "BinaryFocalLoss",
+        "poly_softmax_focal_loss",
+        "PolyFocalLoss",
     }
 )
 
@@ -36,6 +38,7 @@ __all__ = [
     "FocalLoss",
     "LinearFocalLoss",
     "NLLFocalLoss",
+    "PolyFocalLoss",
     "SigmoidFocalLoss",
     "binary_focal_loss",
     "class_counts",
@@ -45,6 +48,7 @@ __all__ = [
     "linear_softmax_focal_loss",
     "logit_adjustment",
     "nll_focal_loss",
+    "poly_softmax_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
@@ -57,10 +61,12 @@ if TYPE_CHECKING:
         FocalLoss,
         LinearFocalLoss,
         NLLFocalLoss,
+        PolyFocalLoss,
         SigmoidFocalLoss,
         binary_focal_loss,
         linear_softmax_focal_loss,
         nll_focal_loss,
+        poly_softmax_focal_loss,
         sample_dependent_gamma,
         sigmoid_focal_loss,
         softmax_focal_loss,

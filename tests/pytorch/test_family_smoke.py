@@ -137,3 +137,79 @@ def test_focal_loss_module_keeps_the_offset_as_a_buffer() -> None:
 def test_logit_offset_errors(call: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()  # type: ignore[operator]
+
+
+# poly_softmax_focal_loss
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_poly_softmax_at_epsilon_zero_is_the_focal_loss(kernels: bool) -> None:
+    input, target = _logits(7, C), _indices(7)
+    options = {"weight": [1.0, 2.0, 0.5, 1.0, 3.0], "alpha": [0.5, 1.0, 1.0, 2.0, 0.25]}
+    with _kernels.use_kernels(kernels):
+        loss = focalkit.poly_softmax_focal_loss(input, target, epsilon=0.0, gamma=2.0, **options)
+    _assert_same(loss, focalkit.softmax_focal_loss(input, target, gamma=2.0, **options), input)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("epsilon", [1.0, -1.0, 2.5])
+def test_poly_softmax_at_gamma_zero_is_poly1_cross_entropy(kernels: bool, epsilon: float) -> None:
+    input, target = _logits(8, C, 2), _indices(8, 2)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0], dtype=torch.float64)
+    with _kernels.use_kernels(kernels):
+        loss = focalkit.poly_softmax_focal_loss(input, target, weight, epsilon=epsilon)
+    p_t = torch.softmax(input, 1).gather(1, target.unsqueeze(1)).squeeze(1)
+    w_t = weight[target]
+    total = F.cross_entropy(input, target, weight, reduction="sum")
+    expected = (total + epsilon * (w_t * (1 - p_t)).sum()) / w_t.sum()
+    _assert_same(loss, expected, input)
+
+
+def test_poly_softmax_on_probabilities_is_optax_poly_loss() -> None:
+    input = _logits(6, C)
+    target = torch.softmax(_logits(6, C, seed=5).detach(), 1)
+    loss = focalkit.poly_softmax_focal_loss(input, target, epsilon=2.0, reduction="none")
+    one_minus_pt = (target * (1 - torch.softmax(input, 1))).sum(1)
+    expected = F.cross_entropy(input, target, reduction="none") + 2.0 * one_minus_pt
+    _assert_same(loss, expected, input)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_poly_softmax_kernel_matches_its_definition(gamma: float, reduction: str) -> None:
+    input, target = _logits(9, C, 2), _indices(9, 2)
+    target[0, 0] = -100
+    options = {"weight": [1.0, 2.0, 0.5, 1.0, 3.0], "alpha": 0.5}
+    losses = []
+    for kernels in (True, False):
+        with _kernels.use_kernels(kernels):
+            loss = focalkit.poly_softmax_focal_loss(
+                input, target, reduction=reduction, epsilon=1.5, gamma=gamma, **options
+            )
+        losses.append(loss)
+    _assert_same(*losses, input)
+
+
+def test_poly_softmax_is_finite_at_extreme_logits() -> None:
+    input = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], requires_grad=True)
+    for gamma in (0.0, 0.5, 2.0):
+        for kernels in (True, False):
+            with _kernels.use_kernels(kernels):
+                loss = focalkit.poly_softmax_focal_loss(input, torch.tensor([0, 0]), gamma=gamma)
+            (grad,) = torch.autograd.grad(loss, input)
+            assert torch.isfinite(loss)
+            assert torch.isfinite(grad).all()
+
+
+def test_poly_focal_loss_module() -> None:
+    criterion = focalkit.PolyFocalLoss([1.0, 2.0, 0.5], epsilon=-1.0, gamma=1.0)
+    assert "epsilon=-1.0" in repr(criterion)
+    input, target = _logits(4, 3), _indices(4, classes=3)
+    expected = focalkit.poly_softmax_focal_loss(
+        input, target, criterion.weight, epsilon=-1.0, gamma=1.0
+    )
+    _assert_same(criterion(input, target), expected, input)
+    with pytest.raises(ValueError, match=r"PolyFocalLoss\(\): epsilon must be a finite real"):
+        focalkit.PolyFocalLoss(epsilon=float("inf"))
+    with pytest.raises(ValueError, match=r"poly_softmax_focal_loss\(\): gamma must be >= 0"):
+        focalkit.poly_softmax_focal_loss(input, target, gamma=-1.0)

@@ -129,6 +129,28 @@ def check_number(name: str, value: object, expected: Expected, where: str) -> No
         raise ValueError(f"{range_message(where, name, expected)}, got {value!r}")
 
 
+def check_real(name: str, value: object, where: str) -> float:
+    """Raise unless ``value`` is a finite real number (not a bool); return it as a float.
+
+    For settings of any sign, such as PolyLoss's ``epsilon``."""
+    if not is_number(value):
+        raise TypeError(f"{where}: {name} must be a finite real number, got {value!r}")
+    if not math.isfinite(float(value)):  # type: ignore[arg-type]
+        raise ValueError(f"{where}: {name} must be a finite real number, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_positive(name: str, value: object, where: str) -> float:
+    """Raise unless ``value`` is a finite real number ``> 0`` (not a bool); return it as a float.
+
+    For scales, such as LDAM's logit ``scale``."""
+    if not is_number(value):
+        raise TypeError(f"{where}: {name} must be a positive finite number, got {value!r}")
+    if not 0.0 < float(value) < math.inf:  # type: ignore[arg-type]
+        raise ValueError(f"{where}: {name} must be a positive finite number, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
 def check_divisor(reduction: object, divisor: object, where: str) -> None:
     """Raise unless ``divisor`` is ``None``, or a positive finite number with ``reduction='mean'``.
 

@@ -4,6 +4,7 @@ from focalkit.torch.functional import (
     binary_focal_loss,
     linear_softmax_focal_loss,
     nll_focal_loss,
+    poly_softmax_focal_loss,
     sample_dependent_gamma,
     sigmoid_focal_loss,
     softmax_focal_loss,
@@ -13,6 +14,7 @@ from focalkit.torch.modules import (
     FocalLoss,
     LinearFocalLoss,
     NLLFocalLoss,
+    PolyFocalLoss,
     SigmoidFocalLoss,
 )
 
@@ -21,10 +23,12 @@ __all__ = [
     "FocalLoss",
     "LinearFocalLoss",
     "NLLFocalLoss",
+    "PolyFocalLoss",
     "SigmoidFocalLoss",
     "binary_focal_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
+    "poly_softmax_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
     "softmax_focal_loss",

@@ -16,8 +16,10 @@ from torch import Tensor
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
 from focalkit.torch import _inputs
+from focalkit.torch._family import LogitShift
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._kernels._common import mean_grad_scale
+from focalkit.torch._kernels.family import ShiftedSoftmaxSettings
 from focalkit.torch._kernels.fused import fused_chunk_rows
 from focalkit.torch._settings import (
     FusedSettings,
@@ -328,4 +330,69 @@ def fused_settings(
         reduction,
         chunk,
         torch.is_grad_enabled(),
+    )
+
+
+def logit_shift(
+    settings: SoftmaxSettings,
+    num_classes: int,
+    offset: ArrayLike | None,
+    margins: ArrayLike | None,
+    scale: float | None,
+    where: str,
+) -> LogitShift:
+    """The map of the logits before the softmax (:class:`~focalkit.torch._family.LogitShift`):
+    the ``(C,)`` offset, each element's margin at its target class (class indices only; 0 where
+    ignored) and the scale, in the compute dtype and on the input's device."""
+    like = settings.divisor  # a 0-dim tensor of the compute dtype, on the input's device
+    offset_tensor = margin = None
+    if offset is not None:
+        offset_tensor = _inputs.as_tensor(offset, "logit_offset", like, where)
+        validation.check_per_class_length("logit_offset", offset_tensor.shape, num_classes, where)
+    index = settings.target_index
+    if margins is not None:
+        per_class_margin = _inputs.as_tensor(margins, "margins", like, where)
+        validation.check_per_class_length("margins", per_class_margin.shape, num_classes, where)
+        _inputs.check_nonnegative_values(per_class_margin, "margins", where)
+        if index is None or settings.kept is None:
+            raise TypeError(f"{where}: target must hold class indices (an integer tensor)")
+        margin = torch.where(settings.kept.unsqueeze(1), per_class_margin[index], 0.0)
+    return LogitShift(offset_tensor, margin, index, scale)
+
+
+def one_hot_target(settings: SoftmaxSettings) -> bool:
+    """Whether the target is class indices without label smoothing and gamma is a number."""
+    return (
+        settings.target_index is not None
+        and settings.label_smoothing == 0
+        and not isinstance(settings.gamma, Tensor)
+    )
+
+
+def shifted_softmax_settings(
+    settings: SoftmaxSettings, shift: LogitShift, epsilon: float, *, needs_grad: bool
+) -> ShiftedSoftmaxSettings:
+    """The settings of :class:`~focalkit.torch._kernels.family.ShiftedSoftmaxFocal`, for
+    settings of which :func:`one_hot_target` holds."""
+    index, kept = settings.target_index, settings.kept
+    if index is None or kept is None or isinstance(settings.gamma, Tensor):
+        raise ValueError("the shifted softmax kernel takes class indices and a number gamma")
+    coef = kept.unsqueeze(1).to(settings.compute_dtype)
+    if settings.class_coef is not None:
+        coef = coef * settings.class_coef[index]
+    if settings.scale is not None:
+        coef = coef * settings.scale
+    return ShiftedSoftmaxSettings(
+        index,
+        coef,
+        shift.offset,
+        shift.margin,
+        shift.scale,
+        float(settings.gamma),
+        float(epsilon),
+        settings.divisor,
+        mean_grad_scale(settings.divisor, None if settings.weight is None else kept),
+        settings.reduction,
+        settings.compute_dtype,
+        needs_grad,
     )

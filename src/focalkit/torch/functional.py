@@ -15,11 +15,12 @@ from torch import Tensor
 
 from focalkit._core import validation
 from focalkit._core.validation import Reduction
-from focalkit.torch import _arguments, _focal, _inputs, _kernels
+from focalkit.torch import _arguments, _family, _focal, _inputs, _kernels
 from focalkit.torch._arguments import Alpha, Divisor, Gamma
 from focalkit.torch._autograd import binary_focal_term, nll_focal_term
 from focalkit.torch._focal import binary_coefficient
 from focalkit.torch._inputs import ArrayLike
+from focalkit.torch._kernels.family import ShiftedSoftmaxFocal
 from focalkit.torch._reduction import divide, reduce
 from focalkit.torch._settings import SoftmaxSettings
 
@@ -27,6 +28,7 @@ __all__ = [
     "binary_focal_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
+    "poly_softmax_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
@@ -129,6 +131,40 @@ def softmax_focal_loss(
         Menon et al., "Long-tail learning via logit adjustment", ICLR 2021. arXiv:2007.07314
     """
     where = "softmax_focal_loss()"
+    return _softmax_family(
+        where,
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        gamma,
+        alpha,
+        divisor,
+        logit_offset=logit_offset,
+    )
+
+
+def _softmax_family(
+    where: str,
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: Reduction,
+    label_smoothing: float,
+    gamma: Gamma,
+    alpha: Alpha,
+    divisor: Divisor | None,
+    *,
+    epsilon: float = 0.0,
+    logit_offset: ArrayLike | None = None,
+    margins: ArrayLike | None = None,
+    logit_scale: float | None = None,
+) -> Tensor:
+    """The softmax focal loss and its family: the Poly-1 term (``epsilon``) and the logit shift
+    ``logit_scale * (input + logit_offset - margins[target] onehot)``, checked as ``where``."""
     _arguments.check_common(where, reduction, gamma)
     computed = _arguments.reduction_for(reduction, divisor, where)
     _inputs.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
@@ -138,47 +174,77 @@ def softmax_focal_loss(
     if input.dim() == 0:
         raise ValueError(f"{where}: input must have shape (C), (N, C) or (N, C, d1, ...), got ()")
     if input.dim() == 1:  # unbatched, as F.cross_entropy accepts
-        loss = softmax_focal_loss(
+        loss = _softmax_family(
+            where,
             input.unsqueeze(0),
             target.unsqueeze(0),
             weight,
             ignore_index,
             reduction,
             label_smoothing,
-            gamma=gamma,
-            alpha=alpha,
-            divisor=divisor,
+            gamma,
+            alpha,
+            divisor,
+            epsilon=epsilon,
             logit_offset=logit_offset,
+            margins=margins,
+            logit_scale=logit_scale,
         )
         return loss.squeeze(0) if reduction == "none" else loss
 
-    compute_dtype, out_dtype = _inputs.dtypes(input)
-    if logit_offset is not None:
-        like = input.new_empty((), dtype=compute_dtype)
-        offset = _arguments.logit_offset(logit_offset, input.shape[1], like, where)
-        input = input.to(compute_dtype) + _class_dim_view(offset, input.dim())
+    out_dtype = _inputs.dtypes(input)[1]
     settings = _arguments.softmax_settings(
         input, target, weight, ignore_index, computed, label_smoothing, gamma, alpha, where
     )
+    compute_dtype = settings.compute_dtype
+    shift = _arguments.logit_shift(
+        settings, input.shape[1], logit_offset, margins, logit_scale, where
+    )
 
     def definition(input: Tensor) -> Tensor:
-        return _softmax_definition(input.to(settings.compute_dtype), settings)
+        return _softmax_definition(shift.apply(input.to(compute_dtype)), settings, epsilon)
 
     if not _kernels.applicable(
-        input, target, settings.weight, settings.alpha, settings.scale, settings.gamma
+        input,
+        target,
+        settings.weight,
+        settings.alpha,
+        settings.scale,
+        settings.gamma,
+        shift.offset,
+        shift.margin,
     ):
         return divide(definition(input), divisor).to(out_dtype)
-    kernel_settings = _arguments.softmax_kernel_settings(
-        settings, needs_grad=torch.is_grad_enabled() and input.requires_grad
-    )
-    out: Tensor = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
-        input, kernel_settings, definition
+    needs_grad = torch.is_grad_enabled() and input.requires_grad
+    out: Tensor
+    if (epsilon != 0 or not shift.is_identity()) and _arguments.one_hot_target(settings):
+        family_settings = _arguments.shifted_softmax_settings(
+            settings, shift, epsilon, needs_grad=needs_grad
+        )
+        out = ShiftedSoftmaxFocal.apply(  # type: ignore[no-untyped-call]
+            input, family_settings, definition
+        )
+        return divide(out, divisor).to(out_dtype)
+    if epsilon != 0:  # a target distribution: the definition
+        return divide(definition(input), divisor).to(out_dtype)
+    # The focal loss of the shifted logits, by the focal loss's kernel.
+    if not shift.is_identity():
+        input = shift.apply(input.to(compute_dtype))
+    kernel_settings = _arguments.softmax_kernel_settings(settings, needs_grad=needs_grad)
+
+    def focal_definition(logits: Tensor) -> Tensor:
+        return _softmax_definition(logits.to(compute_dtype), settings)
+
+    out = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
+        input, kernel_settings, focal_definition
     )
     return divide(out, divisor).to(out_dtype)
 
 
-def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
-    """The softmax focal loss as autograd sees it: the definition the kernels are tested against."""
+def _softmax_definition(x: Tensor, settings: SoftmaxSettings, epsilon: float = 0.0) -> Tensor:
+    """The softmax focal loss as autograd sees it: the definition the kernels are tested against.
+
+    ``epsilon`` adds the Poly-1 term (:func:`focalkit.torch._family.poly_term`)."""
     index, kept, q, class_coef, scale = (
         settings.target_index,
         settings.kept,
@@ -194,7 +260,7 @@ def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
         weights = q.to(x.dtype)
         if label_smoothing > 0:
             weights = weights * (1.0 - label_smoothing) + label_smoothing / num_classes
-        terms = weights * _focal.focal_term(log_p, log_1mp, gamma)
+        terms = weights * _family.poly_term(log_p, log_1mp, gamma, epsilon)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         per_element = terms.sum(1)
@@ -207,12 +273,15 @@ def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
         # Ignored elements read class 0 as a placeholder; s_t = 0 there keeps their terms (and
         # their gradients) 0 even where that class's logit is masked to -inf.
         log_pt = torch.where(kept.unsqueeze(1), log_p.gather(1, index), 0.0)
-        on_target = _focal.focal_term(log_pt, log_1mp.gather(1, index), gamma)
+        log_1mpt = log_1mp.gather(1, index)
+        if epsilon != 0:  # the Poly-1 term reads log(1 - p_t): keep it finite too
+            log_1mpt = torch.where(kept.unsqueeze(1), log_1mpt, 0.0)
+        on_target = _family.poly_term(log_pt, log_1mpt, gamma, epsilon)
         if class_coef is not None:
             on_target = on_target * class_coef[index]
         per_element = on_target.squeeze(1)
     else:
-        terms = _focal.focal_term(log_p, log_1mp, gamma)
+        terms = _family.poly_term(log_p, log_1mp, gamma, epsilon)
         if class_coef is not None:
             terms = terms * _class_dim_view(class_coef, x.dim())
         on_target = terms.gather(1, index).squeeze(1)
@@ -222,6 +291,90 @@ def _softmax_definition(x: Tensor, settings: SoftmaxSettings) -> Tensor:
         per_element = per_element * scale
     per_element = torch.where(kept, per_element, torch.zeros_like(per_element))
     return reduce(per_element, reduction, divisor)
+
+
+def poly_softmax_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    epsilon: float = 1.0,
+    gamma: Gamma = 0.0,
+    alpha: Alpha = None,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Poly-1 softmax loss: the focal loss plus :math:`\epsilon (1 - p)^{\gamma + 1}` per class.
+
+    With :math:`p_n = \operatorname{softmax}(x_n)`, :math:`q_n` the target distribution (one-hot
+    for class indices, smoothed by ``label_smoothing``) and :math:`a_c = \alpha_c w_c` exactly as
+    in :func:`softmax_focal_loss`, the unreduced loss of element :math:`n` is
+
+    .. math::
+        \ell_n = \sum_{c=1}^{C} q_{n,c}\, a_c \left[ -(1 - p_{n,c})^{\gamma} \log p_{n,c}
+            + \epsilon\, (1 - p_{n,c})^{\gamma + 1} \right],
+
+    the first term of the focal loss's expansion in powers of :math:`1 - p` given its own
+    coefficient (Leng et al.'s Poly-1 form). ``epsilon=0`` is :func:`softmax_focal_loss`;
+    ``gamma=0`` with class indices is Poly-1 cross-entropy,
+    :math:`\mathrm{CE} + \epsilon (1 - p_t)`; with probability targets and ``gamma=0`` it is
+    optax's ``poly_loss_cross_entropy`` (whose ``epsilon`` defaults to 2, this one's to 1).
+    ``'mean'`` divides as :func:`softmax_focal_loss` does (the kept targets' summed weight for
+    class indices, the number of elements for probabilities). Values and gradients are finite at
+    any logits: :math:`\log p` and :math:`\log(1 - p)` come from the logits. Half-precision
+    inputs are computed in float32.
+
+    Args:
+        input: Logits.
+        target: Class indices in :math:`[0, C)`, or class probabilities of the input's shape.
+        weight, ignore_index, reduction, label_smoothing: as in :func:`softmax_focal_loss`.
+        epsilon: The coefficient :math:`\epsilon` of the Poly-1 term, any real number; the paper
+            tunes it, and uses -1 too (which removes the first term of cross-entropy's
+            expansion). Default: 1.
+        gamma: Focusing parameter :math:`\gamma \ge 0`, a number or a tensor, as in
+            :func:`softmax_focal_loss`. Default: 0 (Poly-1 cross-entropy).
+        alpha: Class balance, as in :func:`softmax_focal_loss`. Default: ``None``.
+        divisor: as in :func:`softmax_focal_loss`.
+
+    Shape:
+        - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
+        - Target: :math:`()`, :math:`(N)` or :math:`(N, d_1, ..., d_K)` of class indices, or the
+          input's shape for probabilities.
+        - Output: scalar; with ``reduction='none'``, the target's shape (without :math:`C`).
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import poly_softmax_focal_loss
+        >>> input = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> target = torch.tensor([0, 1])
+        >>> poly_softmax_focal_loss(input, target, epsilon=1.0)
+        tensor(1.7557)
+        >>> p_t = input.softmax(1)[[0, 1], target]
+        >>> torch.allclose(poly_softmax_focal_loss(input, target, epsilon=1.0),
+        ...                F.cross_entropy(input, target) + (1 - p_t).mean())
+        True
+
+    References:
+        Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
+        Functions", ICLR 2022. arXiv:2204.12511
+    """
+    where = "poly_softmax_focal_loss()"
+    epsilon = validation.check_real("epsilon", epsilon, where)
+    return _softmax_family(
+        where,
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        gamma,
+        alpha,
+        divisor,
+        epsilon=epsilon,
+    )
 
 
 def _reduce_class_index_loss(

@@ -22,7 +22,14 @@ from focalkit.torch import _inputs, functional
 from focalkit.torch._arguments import Alpha, Divisor
 from focalkit.torch._inputs import ArrayLike
 
-__all__ = ["BinaryFocalLoss", "FocalLoss", "LinearFocalLoss", "NLLFocalLoss", "SigmoidFocalLoss"]
+__all__ = [
+    "BinaryFocalLoss",
+    "FocalLoss",
+    "LinearFocalLoss",
+    "NLLFocalLoss",
+    "PolyFocalLoss",
+    "SigmoidFocalLoss",
+]
 
 
 def _buffer(value: ArrayLike | None, name: str, where: str) -> Tensor | None:
@@ -146,6 +153,62 @@ class FocalLoss(_FocalBase):
             alpha=self.alpha,
             divisor=divisor,
             logit_offset=self.logit_offset,
+        )
+
+
+class PolyFocalLoss(_FocalBase):
+    """Poly-1 softmax focal loss, a drop-in for ``nn.CrossEntropyLoss``. See
+    :func:`poly_softmax_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import PolyFocalLoss
+        >>> criterion = PolyFocalLoss(epsilon=2.0, label_smoothing=0.1)
+        >>> criterion
+        PolyFocalLoss(epsilon=2.0, gamma=0.0, alpha=None, reduction='mean', weight=None,
+                      ignore_index=-100, label_smoothing=0.1)
+        >>> criterion(torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([1]))
+        tensor(3.3591)
+    """
+
+    _settings = (
+        "epsilon",
+        "gamma",
+        "alpha",
+        "reduction",
+        "weight",
+        "ignore_index",
+        "label_smoothing",
+    )
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        epsilon: float = 1.0,
+        gamma: float = 0.0,
+        alpha: Alpha = None,
+    ) -> None:
+        super().__init__(reduction, gamma, alpha, weight)
+        self.epsilon = validation.check_real("epsilon", epsilon, "PolyFocalLoss()")
+        self._set_ignore_index(ignore_index)
+        self._set_label_smoothing(label_smoothing)
+
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
+        return functional.poly_softmax_focal_loss(
+            input,
+            target,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            self.label_smoothing,
+            epsilon=self.epsilon,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            divisor=divisor,
         )
 
 
