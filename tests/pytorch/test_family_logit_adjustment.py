@@ -405,21 +405,6 @@ def test_half_precision_and_autocast(half_dtype: torch.dtype) -> None:
     )
 
 
-def test_compiled_with_offset_matches_eager() -> None:
-    x, target, kwargs = _case((6, 4), OPTIONS["all"], torch.float64, probabilities=False)
-    offset = _offset()
-
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        return focalkit.softmax_focal_loss(x, target, gamma=2.0, logit_offset=offset, **kwargs)
-
-    torch._dynamo.reset()
-    compiled = torch.compile(fn, fullgraph=True, backend="eager")
-    actual = _value_and_grads(compiled, x)
-    expected = _value_and_grads(fn, x)
-    for a, e in zip(actual, expected, strict=True):
-        torch.testing.assert_close(a, e)
-
-
 # ------------------------------------------------------------------------------- bad input
 
 
