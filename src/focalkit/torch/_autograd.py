@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from focalkit.torch._focal import binary_coefficient, nll_focal_term_derivative
+from focalkit.torch._focal import binary_coefficient, focal_slope
 
 # F.binary_cross_entropy's backward divides by max(p (1 - p), EPSILON), with EPSILON = 1e-12 held
 # as a float32 (9.99999996e-13); the same constant gives the same gradient to the last bit.
@@ -48,7 +48,7 @@ class _NLLFocalTerm(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (log_p,) = ctx.saved_tensors
-        return grad * nll_focal_term_derivative(log_p, ctx.gamma), None
+        return grad * focal_slope(log_p, ctx.gamma), None
 
 
 class _NLLFocalTermWithJvp(_NLLFocalTerm):
@@ -62,7 +62,7 @@ class _NLLFocalTermWithJvp(_NLLFocalTerm):
     @staticmethod
     def jvp(ctx: Any, log_p_tangent: Tensor, gamma_tangent: None) -> Tensor:
         (log_p,) = ctx.saved_tensors
-        return log_p_tangent * nll_focal_term_derivative(log_p, ctx.gamma)
+        return log_p_tangent * focal_slope(log_p, ctx.gamma)
 
 
 def binary_focal_term(

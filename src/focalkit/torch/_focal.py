@@ -108,7 +108,7 @@ def bounded_focal_slope(
 
     >>> s = torch.tensor([-0.5])
     >>> slope, sign, _ = bounded_focal_slope(s, s.exp(), s.exp() - 1, 2.0)
-    >>> torch.allclose(sign * slope, focal_slope(s, 1 - s.exp(), (1 - s.exp()) ** 2, 2.0))
+    >>> torch.allclose(sign * slope, focal_slope(s, 2.0))
     True
     """
     t = torch.addcmul(minus_u, prob, log_p, value=gamma, out=out)
@@ -120,34 +120,62 @@ def bounded_focal_slope(
     return t.mul_(g), 1.0, g
 
 
-def focal_slope(log_p: Tensor, one_minus_p: Tensor, power: Tensor, gamma: float | Tensor) -> Tensor:
-    """``f'(s) = u^gamma (gamma p s / u - 1)`` for ``f(s) = -u^gamma s``, ``u = 1 - e^s``.
+def focal_slope(
+    log_p: Tensor,
+    gamma: float | Tensor,
+    *,
+    prob: Tensor | None = None,
+    one_minus_p: Tensor | None = None,
+    power: Tensor | None = None,
+    scale: float | Tensor | None = None,
+    out: Tensor | None = None,
+) -> Tensor:
+    r"""The slope :math:`f'(s) = u^\gamma (\gamma p s / u - 1)` of :math:`f(s) = -u^\gamma s`,
+    :math:`u = 1 - p`, :math:`p = e^s`, for any :math:`\gamma \ge 0` (a number or a tensor).
 
-    ``p s / u`` tends to -1 as ``u -> 0``, where ``u^gamma`` is 0 (``gamma > 0``) or the ratio is
-    multiplied by ``gamma = 0``: any finite value there gives the right slope, and clamping ``u``
-    away from 0 (and ``s`` away from ``-inf``, where ``p s -> 0``) keeps it finite.
+    The ratio :math:`p s / u` tends to -1 as :math:`u \to 0` and to 0 as :math:`s \to -\infty`;
+    where :math:`u = 0`, :math:`u^\gamma` is 0 (:math:`\gamma > 0`) or the ratio is multiplied by
+    :math:`\gamma = 0`, so the slope is finite for every :math:`s \in [-\infty, 0]`. ``prob``,
+    ``one_minus_p`` and ``power`` are :math:`p`, :math:`u` and :math:`u^\gamma` where the caller
+    has them (by default ``exp``, ``-expm1`` and ``pow`` of ``log_p``); ``power`` may carry more
+    factors (target weights), and the result is multiplied by ``scale``.
+
+    Two forms of one formula:
+
+    - ``out=None``: differentiable to any order, for the hand-derived backward passes. Both
+      limits are written out, and the unused branch of each ``torch.where`` holds finite values.
+    - ``out`` given: the kernels' form, written into ``out`` in place, one pass per operation
+      and no mask: :math:`u` is clamped at the smallest normal number, in place (any finite
+      ratio is right where :math:`u = 0`), and ``log_p`` must be finite where :math:`p s` should
+      be 0 (the caller clamps it, or accepts NaN at :math:`s = -\infty`).
+
+    >>> s = torch.tensor([-2.0, -0.1])
+    >>> u = 1 - s.exp()
+    >>> torch.allclose(focal_slope(s, 0.5), u**0.5 * (0.5 * s.exp() * s / u - 1))
+    True
+    >>> focal_slope(torch.tensor([0.0, -torch.inf]), 0.5)  # the limits at p = 1 and p = 0
+    tensor([ 0., -1.])
     """
-    finfo = torch.finfo(log_p.dtype)
-    ratio = (log_p.exp() * log_p.clamp_min(finfo.min)).div_(one_minus_p.clamp_min(finfo.tiny))
-    if isinstance(gamma, Tensor):
-        return ratio.mul_(gamma).sub_(1.0).mul_(power)
-    return torch.addcmul(power, power, ratio, value=gamma).sub_(power, alpha=2.0)
-
-
-def nll_focal_term_derivative(log_p: Tensor, gamma: float) -> Tensor:
-    r""":math:`f'(s) = (1 - p)^\gamma (\gamma \frac{p \log p}{1 - p} - 1)`, with :math:`p = e^s`.
-
-    The ratio :math:`p \log p / (1 - p)` tends to -1 as :math:`p \to 1` and to 0 as
-    :math:`p \to 0`; both limits are written out, so the derivative is finite for every
-    :math:`s \in [-\infty, 0]`.
-    """
-    one_minus_p = -torch.expm1(log_p)
-    inside = log_p < 0
-    safe_one_minus_p = torch.where(inside, one_minus_p, torch.ones_like(log_p))
-    # p log p, with 0 * -inf read as its limit 0 (log_p = -inf is a valid log-probability).
-    p_log_p = log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)
-    ratio = torch.where(inside, p_log_p / safe_one_minus_p, -torch.ones_like(log_p))
-    return one_minus_p.pow(gamma) * (gamma * ratio - 1.0)
+    if one_minus_p is None:
+        one_minus_p = -torch.expm1(log_p)
+    if out is None:
+        inside = one_minus_p > 0
+        safe_one_minus_p = torch.where(inside, one_minus_p, torch.ones_like(one_minus_p))
+        # p log p, with 0 * -inf read as its limit 0 (log_p = -inf is a valid log-probability).
+        prob = log_p.exp() if prob is None else prob
+        p_log_p = prob * log_p.clamp_min(torch.finfo(log_p.dtype).min)
+        ratio = torch.where(inside, p_log_p / safe_one_minus_p, -torch.ones_like(log_p))
+        power = one_minus_p.pow(gamma) if power is None else power
+        slope = power * (gamma * ratio - 1.0)
+        return slope if scale is None else slope * scale
+    if power is None:
+        power = one_minus_p.pow(gamma)
+    tiny = torch.finfo(one_minus_p.dtype).tiny
+    prob = log_p.exp() if prob is None else prob
+    ratio = torch.mul(prob, log_p, out=out).div_(one_minus_p.clamp_min_(tiny))
+    # scale (gamma ratio - 1) in one pass, then the power.
+    scale_t = torch.as_tensor(1.0 if scale is None else scale, dtype=out.dtype, device=out.device)
+    return torch.addcmul(-scale_t, ratio, gamma * scale_t, out=out).mul_(power)
 
 
 def alpha_t(

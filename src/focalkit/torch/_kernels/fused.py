@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from focalkit.torch._kernels._common import chunk_of, no_autocast
-from focalkit.torch._kernels.softmax import softmax_chunk
+from focalkit.torch._kernels.softmax import ChunkTarget, softmax_chunk
 from focalkit.torch._reduction import reduce
 from focalkit.torch._settings import FusedSettings
 
@@ -114,6 +114,7 @@ def _fused_pass(
     index, class_coef, row_coef, gamma, label_smoothing, _, mean_scale, reduction, chunk, _ = (
         settings
     )
+    target = ChunkTarget(index, None, class_coef, row_coef, gamma, label_smoothing)
     rows = input.shape[0]
     compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     want_input, want_classifier, want_bias = wants
@@ -144,20 +145,13 @@ def _fused_pass(
             logits = torch.mm(hidden, classifier.t(), out=buffer[: hidden.shape[0]])
         else:
             logits = torch.addmm(bias, hidden, classifier.t(), out=buffer[: hidden.shape[0]])
-        coef = row_coef[part]
+        part_target = target.rows(part)
         if grad_out is not None:  # 'none': each row's incoming gradient scales its row
-            coef = coef * grad_out[part].reshape(-1, 1).to(compute)
+            row_grad = grad_out[part].reshape(-1, 1).to(compute)
+            part_target = part_target._replace(row_coef=row_coef[part] * row_grad)
         with no_autocast(logits):
             loss, pending = softmax_chunk(
-                logits,
-                logits,
-                index[part],
-                None,
-                class_coef,
-                coef,
-                gamma,
-                label_smoothing,
-                chunk_of(grad_scale, part) if with_grad else None,
+                logits, logits, part_target, chunk_of(grad_scale, part) if with_grad else None
             )
         loss_rows[part] = loss.reshape(-1)
         if not with_grad:

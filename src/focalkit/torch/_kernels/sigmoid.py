@@ -32,6 +32,7 @@ from focalkit.torch._kernels._common import (
     row_chunks,
     save,
 )
+from focalkit.torch._reduction import reduce
 from focalkit.torch._settings import SigmoidSettings
 
 # Elements per chunk: the sigmoid chunk holds several temporaries of its size (see Scratch).
@@ -103,14 +104,12 @@ def _sigmoid_forward(
             total = total + loss.sum()
         if unit_grad is not None and not direct:
             unit_grad[chunk] = grad
-    factor = None
-    if losses is not None:
-        out = losses.reshape(input.shape)
-    elif reduction == "mean":
-        out = total / input.numel()
-        factor = 1.0 / max(input.numel(), 1)  # applied by backward's scaling, not a pass here
-    else:
-        out = total
+    # 'sum' and 'mean' stream the sum over the chunks (a loss per element would be a second
+    # tensor of the input's size) and reduce that total: 'mean' divides it by the element count.
+    count = total.new_tensor(input.numel())
+    out = reduce(total if losses is None else losses.reshape(input.shape), reduction, count)
+    # 'mean''s 1 / count is applied by backward's scaling, not a pass here.
+    factor = 1.0 / max(input.numel(), 1) if reduction == "mean" else None
     return out, None if unit_grad is None else unit_grad.reshape(input.shape), factor
 
 

@@ -17,7 +17,7 @@ form as it stands; below 1 (or for a tensor ``gamma``) they use
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -70,14 +70,14 @@ def _softmax_forward(
     input: Tensor, settings: SoftmaxKernelSettings, *, needs_grad: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | float | None]:
     """Loss, unit gradient, and the factor still to multiply that gradient by (None: none)."""
-    index, q, class_coef, row_coef, gamma, label_smoothing = settings[:6]
+    target = ChunkTarget(*settings[:6])
     divisor, mean_scale, reduction, compute_dtype = settings[6:10]
     rows, row_elements = input.shape[0], input[:1].numel()
     unit_grad = (
         torch.empty_like(input, memory_format=torch.contiguous_format) if needs_grad else None
     )
     direct = unit_grad is not None and unit_grad.dtype == compute_dtype
-    one_hot = index is not None and label_smoothing == 0
+    one_hot = target.target_index is not None and target.label_smoothing == 0
     chunk_elements = ONE_HOT_CHUNK if one_hot else DISTRIBUTION_CHUNK
     scratch = None
     if not direct:  # a float32 scratch for half-precision input, or no gradient to write into
@@ -90,15 +90,7 @@ def _softmax_forward(
         x = input[chunk]  # log_softmax reads it in its own dtype and writes compute_dtype
         work = unit_grad[chunk] if direct else scratch[: x.shape[0]]  # type: ignore[index]
         loss, factor = softmax_chunk(
-            x,
-            work,
-            None if index is None else index[chunk],
-            None if q is None else q[chunk],
-            class_coef,
-            None if row_coef is None else row_coef[chunk],
-            gamma[chunk] if isinstance(gamma, Tensor) else gamma,
-            label_smoothing,
-            chunk_of(grad_scale, chunk) if needs_grad else None,
+            x, work, target.rows(chunk), chunk_of(grad_scale, chunk) if needs_grad else None
         )
         losses.append(loss)
         factors.append(factor)
@@ -114,16 +106,32 @@ def _softmax_forward(
     return out, unit_grad, factor
 
 
+class ChunkTarget(NamedTuple):
+    """What the softmax chunk reads besides the logits: the first six fields of
+    ``SoftmaxKernelSettings``, for all rows or (:meth:`rows`) for one chunk's."""
+
+    target_index: Tensor | None  # (n, 1, d...) class indices, ignored ones replaced by 0
+    q: Tensor | None  # class probabilities, the logits' shape
+    class_coef: Tensor | None  # (C,) alpha * weight
+    row_coef: Tensor | None  # (n, 1, d...) each element's coefficient; None: all ones
+    gamma: float | Tensor  # a number, or one per element shaped (n, 1, d...)
+    label_smoothing: float
+
+    def rows(self, part: slice) -> ChunkTarget:
+        """The rows ``part`` of every per-element field."""
+        index, q, class_coef, row_coef, gamma, label_smoothing = self
+        return ChunkTarget(
+            None if index is None else index[part],
+            None if q is None else q[part],
+            class_coef,
+            None if row_coef is None else row_coef[part],
+            gamma[part] if isinstance(gamma, Tensor) else gamma,
+            label_smoothing,
+        )
+
+
 def softmax_chunk(
-    x: Tensor,
-    work: Tensor,
-    index: Tensor | None,
-    q: Tensor | None,
-    class_coef: Tensor | None,
-    row_coef: Tensor | None,
-    gamma: float | Tensor,
-    label_smoothing: float,
-    grad_scale: Tensor | float | None,
+    x: Tensor, work: Tensor, target: ChunkTarget, grad_scale: Tensor | float | None
 ) -> tuple[Tensor, Tensor | float | None]:
     """A chunk's loss per element ``(n, 1, d...)``; its unit gradient is written into ``work``.
 
@@ -133,6 +141,7 @@ def softmax_chunk(
     by: the caller folds it into a pass it makes anyway (backward's scaling by the incoming
     gradient, or the fused loss's matrix products), which saves one pass over the chunk here.
     """
+    index, _, class_coef, row_coef, gamma, label_smoothing = target
     if index is not None and label_smoothing == 0:
         # One-hot target: only s_t = log p_t enters the loss, and the gradient is
         # (dl/ds_t) (onehot - p). ``work`` gets (dl/ds_t) (p - onehot), hence the factor -1.
@@ -151,10 +160,7 @@ def softmax_chunk(
         return loss, -1.0
     # A distribution over classes: smoothed one-hot or probability targets.
     if isinstance(gamma, Tensor) or gamma < 1:
-        loss = _softmax_distribution_chunk(
-            x, work, index, q, class_coef, row_coef, gamma, label_smoothing, grad_scale
-        )
-        return loss, None
+        return _softmax_distribution_chunk(x, work, target, grad_scale), None
     # gamma >= 1. With the bounded slope a / Q = g t (``_focal.bounded_focal_slope``), the loss
     # is sum_c Q g (p - 1) s. For gamma = 2, g is taken as p - 1 and the sign moves into the
     # returned factor; the loss is (p - 1)^2 s there.
@@ -169,11 +175,11 @@ def softmax_chunk(
         if g is not None:
             terms.mul_(g)
     del log_p
-    loss = _mul_target_weights_(terms, index, q, class_coef, label_smoothing).sum(1, keepdim=True)
+    loss = _mul_target_weights_(terms, target).sum(1, keepdim=True)
     loss = loss.mul_(sign) if row_coef is None else loss.mul_(row_coef * sign)
     if grad_scale is None:
         return loss, None
-    _mul_target_weights_(work, index, q, class_coef, label_smoothing)  # a / sign
+    _mul_target_weights_(work, target)  # a / sign
     work.addcmul_(prob, work.sum(1, keepdim=True), value=-1.0)
     return loss, sign * grad_scale if row_coef is None else row_coef * (sign * grad_scale)
 
@@ -190,68 +196,66 @@ def _target_terms(
     For ``gamma >= 1`` the slope is ``_focal.bounded_focal_slope`` (no division); a tensor
     ``gamma`` or one below 1 takes ``_focal.focal_slope``.
     """
-    if isinstance(gamma, Tensor) or gamma < 1:
+    below_one = isinstance(gamma, Tensor) or gamma < 1
+    if below_one:
         one_minus_pt = minus_u.neg()
         power = one_minus_pt.pow(gamma)
         loss = torch.rsub(torch.mul(power, log_pt).mul_(coef), 0.0)  # +0, not -0, where 0
-        if grad_scale is None:
-            return loss, None
-        return loss, focal_slope(log_pt, one_minus_pt, power, gamma).mul_(coef * grad_scale)
-    power = minus_u.square() if gamma == 2 else minus_u.neg().pow_(gamma)
-    loss = torch.rsub(power.mul_(log_pt).mul_(coef), 0.0)  # +0, not -0, where coef is 0
+    else:
+        power = minus_u.square() if gamma == 2 else minus_u.neg().pow_(gamma)
+        loss = torch.rsub(power.mul_(log_pt).mul_(coef), 0.0)  # +0, not -0, where coef is 0
     if grad_scale is None:
         return loss, None
     # p s -> 0 as s -> -inf; the clamp keeps it 0 there instead of 0 * inf.
     log_pt = log_pt.clamp_min(torch.finfo(log_pt.dtype).min)
-    slope, sign, _ = bounded_focal_slope(log_pt, minus_u + 1.0, minus_u, gamma)
+    if below_one:
+        slope = focal_slope(
+            log_pt,
+            gamma,
+            one_minus_p=one_minus_pt,
+            power=power,
+            scale=coef * grad_scale,
+            out=torch.empty_like(log_pt),
+        )
+        return loss, slope
+    slope, sign, _ = bounded_focal_slope(log_pt, minus_u + 1.0, minus_u, float(gamma))
     return loss, slope.mul_(coef * -grad_scale if sign < 0 else coef * grad_scale)
 
 
 def _softmax_distribution_chunk(
-    x: Tensor,
-    work: Tensor,
-    index: Tensor | None,
-    q: Tensor | None,
-    class_coef: Tensor | None,
-    row_coef: Tensor | None,
-    gamma: float | Tensor,
-    label_smoothing: float,
-    grad_scale: Tensor | float | None,
+    x: Tensor, work: Tensor, target: ChunkTarget, grad_scale: Tensor | float | None
 ) -> Tensor:
     """A target distribution at any ``gamma`` (a tensor, or below 1, where ``(1 - p)^(gamma-1)``
     is unbounded): the loss per element, and the complete unit gradient written into ``work``."""
-    log_p = F.log_softmax(x, 1, dtype=work.dtype)
+    log_p = F.log_softmax(x, 1, dtype=work.dtype)  # x is not read again: work may be x
     prob = log_p.exp()
     one_minus_p = torch.rsub(prob, 1.0)
-    focal_weights = _mul_target_weights_(
-        one_minus_p.pow(gamma), index, q, class_coef, label_smoothing
-    )  # Q (1 - p)^gamma
-    if row_coef is not None:
-        focal_weights.mul_(row_coef)
+    focal_weights = _mul_target_weights_(one_minus_p.pow(target.gamma), target)  # Q (1 - p)^gamma
+    if target.row_coef is not None:
+        focal_weights.mul_(target.row_coef)
     loss = (focal_weights * log_p).sum(1, keepdim=True).neg_()
     if grad_scale is not None:
-        # ratio = p log p / (1 - p), finite where p rounds to 1 (where its factor is 0).
-        tiny = torch.finfo(one_minus_p.dtype).tiny
-        ratio = (prob * log_p).div_(one_minus_p.clamp_min_(tiny))
-        # a = Q f'(s) = Q (1 - p)^gamma (gamma ratio - 1), times grad_scale; gradient a - p sum a
-        scale = torch.as_tensor(grad_scale, dtype=work.dtype, device=work.device)
-        slope = torch.addcmul(-scale, ratio, gamma * scale).mul_(focal_weights)
-        torch.addcmul(slope, prob, slope.sum(1, keepdim=True), value=-1.0, out=work)
+        # a = Q f'(s) grad_scale, then the gradient a - p sum a, in place.
+        slope = focal_slope(
+            log_p,
+            target.gamma,
+            prob=prob,
+            one_minus_p=one_minus_p,
+            power=focal_weights,
+            scale=grad_scale,
+            out=work,
+        )
+        slope.addcmul_(prob, slope.sum(1, keepdim=True), value=-1.0)
     return loss
 
 
-def _mul_target_weights_(
-    values: Tensor,
-    index: Tensor | None,
-    q: Tensor | None,
-    class_coef: Tensor | None,
-    label_smoothing: float,
-) -> Tensor:
+def _mul_target_weights_(values: Tensor, target: ChunkTarget) -> Tensor:
     """``values *= Q``, in place, with ``Q = q alpha w`` per class (``q`` smoothed).
 
     For smoothed class indices that is one pass over the classes and a scatter of the targets'
     share: the one-hot distribution is never formed.
     """
+    index, q, class_coef, _, _, label_smoothing = target
     num_classes = values.shape[1]
     class_view = (1, -1) + (1,) * (values.dim() - 2)
     share = label_smoothing / num_classes
