@@ -29,7 +29,9 @@ _TORCH_NAMES = frozenset(
         "SigmoidFocalLoss",
         "BinaryFocalLoss",
         "poly_softmax_focal_loss",
+        "poly_sigmoid_focal_loss",
         "PolyFocalLoss",
+        "PolySigmoidFocalLoss",
     }
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
+    "PolySigmoidFocalLoss",
     "SigmoidFocalLoss",
     "binary_focal_loss",
     "class_counts",
@@ -48,6 +51,7 @@ __all__ = [
     "linear_softmax_focal_loss",
     "logit_adjustment",
     "nll_focal_loss",
+    "poly_sigmoid_focal_loss",
     "poly_softmax_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
@@ -62,10 +66,12 @@ if TYPE_CHECKING:
         LinearFocalLoss,
         NLLFocalLoss,
         PolyFocalLoss,
+        PolySigmoidFocalLoss,
         SigmoidFocalLoss,
         binary_focal_loss,
         linear_softmax_focal_loss,
         nll_focal_loss,
+        poly_sigmoid_focal_loss,
         poly_softmax_focal_loss,
         sample_dependent_gamma,
         sigmoid_focal_loss,

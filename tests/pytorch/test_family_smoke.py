@@ -213,3 +213,55 @@ def test_poly_focal_loss_module() -> None:
         focalkit.PolyFocalLoss(epsilon=float("inf"))
     with pytest.raises(ValueError, match=r"poly_softmax_focal_loss\(\): gamma must be >= 0"):
         focalkit.poly_softmax_focal_loss(input, target, gamma=-1.0)
+
+
+# poly_sigmoid_focal_loss
+
+
+def _soft_labels(*shape: int, seed: int = 6) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.rand(shape, generator=generator, dtype=torch.float64)
+    y[..., 0] = 0.0
+    y[..., 1] = 1.0
+    return y
+
+
+def test_poly_sigmoid_at_epsilon_zero_is_the_sigmoid_focal_loss() -> None:
+    input, target = _logits(6, 4), _soft_labels(6, 4)
+    options = {"weight": torch.rand(4, dtype=torch.float64), "alpha": 0.3, "gamma": 1.5}
+    loss = focalkit.poly_sigmoid_focal_loss(input, target, epsilon=0.0, **options)
+    _assert_same(loss, focalkit.sigmoid_focal_loss(input, target, **options), input)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_poly_sigmoid_at_gamma_zero_is_poly1_binary_cross_entropy(reduction: str) -> None:
+    input, target = _logits(5, 3), _soft_labels(5, 3)
+    loss = focalkit.poly_sigmoid_focal_loss(
+        input, target, reduction=reduction, epsilon=-0.5, gamma=0.0, alpha=None
+    )
+    p = torch.sigmoid(input)
+    one_minus_pt = target * (1 - p) + (1 - target) * p
+    per_element = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+    per_element = per_element - 0.5 * one_minus_pt
+    expected = {"none": per_element, "mean": per_element.mean(), "sum": per_element.sum()}
+    _assert_same(loss, expected[reduction], input)
+
+
+def test_poly_sigmoid_is_finite_at_extreme_logits() -> None:
+    input = torch.tensor([1e4, -1e4, 1e4, -1e4, 30.0], requires_grad=True)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5])
+    for gamma in (0.0, 0.5, 2.0):
+        loss = focalkit.poly_sigmoid_focal_loss(input, target, gamma=gamma, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, input)
+        assert torch.isfinite(loss)
+        assert torch.isfinite(grad).all()
+
+
+def test_poly_sigmoid_focal_loss_module() -> None:
+    criterion = focalkit.PolySigmoidFocalLoss(alpha=[0.25, 0.75], epsilon=2.0)
+    assert "alpha" in dict(criterion.named_buffers())
+    input, target = _logits(3, 2), _soft_labels(3, 2)
+    expected = focalkit.poly_sigmoid_focal_loss(input, target, epsilon=2.0, alpha=criterion.alpha)
+    _assert_same(criterion(input, target), expected, input)
+    with pytest.raises(ValueError, match=r"PolySigmoidFocalLoss\(\): alpha values must be in"):
+        focalkit.PolySigmoidFocalLoss(alpha=[1.5])

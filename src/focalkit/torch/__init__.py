@@ -4,6 +4,7 @@ from focalkit.torch.functional import (
     binary_focal_loss,
     linear_softmax_focal_loss,
     nll_focal_loss,
+    poly_sigmoid_focal_loss,
     poly_softmax_focal_loss,
     sample_dependent_gamma,
     sigmoid_focal_loss,
@@ -15,6 +16,7 @@ from focalkit.torch.modules import (
     LinearFocalLoss,
     NLLFocalLoss,
     PolyFocalLoss,
+    PolySigmoidFocalLoss,
     SigmoidFocalLoss,
 )
 
@@ -24,10 +26,12 @@ __all__ = [
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
+    "PolySigmoidFocalLoss",
     "SigmoidFocalLoss",
     "binary_focal_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
+    "poly_sigmoid_focal_loss",
     "poly_softmax_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",

@@ -22,9 +22,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from focalkit.torch._focal import focal_term
+from focalkit.torch._focal import focal_term, log_one_minus_pt
 
 
 def poly_term(log_p: Tensor, log_1mp: Tensor, gamma: float | Tensor, epsilon: float) -> Tensor:
@@ -118,3 +119,29 @@ class LogitShift(NamedTuple):
 
     def is_identity(self) -> bool:
         return self.offset is None and self.margin is None and self.scale is None
+
+
+def binary_cross_entropy(x: Tensor, y: Tensor) -> Tensor:
+    r""":math:`-(y \log p + (1 - y) \log(1 - p))`, :math:`p = \sigma(x)`, as two terms of one
+    sign, each from a log-sigmoid: exact in the tails, where the form
+    :math:`(1 - y) x - \log p` cancels."""
+    return -(y * F.logsigmoid(x) + (1.0 - y) * F.logsigmoid(-x))
+
+
+def poly_binary_term(x: Tensor, y: Tensor, gamma: float | Tensor, epsilon: float) -> Tensor:
+    r""":math:`m^\gamma\, \mathrm{BCE}(x, y) + \epsilon\, m^{\gamma + 1}`, :math:`m = 1 - p_t`,
+    with :math:`\log m` from the logits (:func:`focalkit.torch._focal.log_one_minus_pt`).
+
+    >>> x, y = torch.tensor([0.5, -1.0]), torch.tensor([1.0, 1.0])
+    >>> m = 1 - torch.sigmoid(x)
+    >>> torch.allclose(poly_binary_term(x, y, 2.0, 1.0), m**2 * -torch.sigmoid(x).log() + m**3)
+    True
+    """
+    bce = binary_cross_entropy(x, y)
+    if not isinstance(gamma, Tensor) and gamma == 0 and epsilon == 0:
+        return bce
+    log_m = log_one_minus_pt(x, y)
+    term = bce if not isinstance(gamma, Tensor) and gamma == 0 else torch.exp(gamma * log_m) * bce
+    if epsilon == 0:
+        return term
+    return term + epsilon * torch.exp((gamma + 1.0) * log_m)

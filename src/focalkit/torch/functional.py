@@ -28,6 +28,7 @@ __all__ = [
     "binary_focal_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
+    "poly_sigmoid_focal_loss",
     "poly_softmax_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
@@ -587,6 +588,81 @@ def sigmoid_focal_loss(
         input, settings._replace(needs_grad=needs_grad), definition
     )
     return divide(out, divisor).to(out_dtype)
+
+
+def poly_sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    epsilon: float = 1.0,
+    gamma: Gamma = 2.0,
+    alpha: Alpha = 0.25,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Poly-1 sigmoid loss: :func:`sigmoid_focal_loss` plus :math:`\epsilon (1 - p_t)^{\gamma+1}`.
+
+    With :math:`p = \sigma(x)`, :math:`p_t = p y + (1 - p)(1 - y)` and
+    :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)` as in :func:`sigmoid_focal_loss`, the
+    unreduced loss is
+
+    .. math::
+        \ell = w\, \alpha_t \left[ (1 - p_t)^{\gamma}\, \mathrm{BCE}(x, y)
+            + \epsilon\, (1 - p_t)^{\gamma + 1} \right],
+        \quad \mathrm{BCE}(x, y) = -\left[ y \log p + (1 - y) \log(1 - p) \right].
+
+    ``epsilon=0`` is :func:`sigmoid_focal_loss` (without ``pos_weight``); ``gamma=0`` and
+    ``alpha=None`` is Poly-1 binary cross-entropy, :math:`\mathrm{BCE} + \epsilon (1 - p_t)`.
+    ``'mean'`` averages over all elements. :math:`\log(1 - p_t)` is taken from the logits, so
+    values and gradients are finite at any finite logits and any ``gamma >= 0``.
+
+    Args:
+        input: Logits, any shape.
+        target: Same shape, values in :math:`[0, 1]` (hard or soft labels).
+        weight: Rescaling weight :math:`w` broadcastable to the input. Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        epsilon: The coefficient :math:`\epsilon` of the Poly-1 term, any real number.
+            Default: 1.
+        gamma: Focusing parameter :math:`\gamma \ge 0`, a number or a tensor broadcastable to
+            the input. Default: 2.
+        alpha: Balance of positives in :math:`[0, 1]`, a tensor broadcastable to the input, or
+            ``None``. Default: 0.25.
+        divisor: as in :func:`sigmoid_focal_loss`.
+
+    Shape:
+        - Input: :math:`(*)`. Target: :math:`(*)`. Output: scalar, or :math:`(*)` with
+          ``reduction='none'``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import poly_sigmoid_focal_loss, sigmoid_focal_loss
+        >>> input = torch.tensor([[3.0, -1.0], [-2.0, 0.5]])
+        >>> target = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> poly_sigmoid_focal_loss(input, target, epsilon=1.0)
+        tensor(0.1613)
+        >>> torch.allclose(poly_sigmoid_focal_loss(input, target, epsilon=0.0),
+        ...                sigmoid_focal_loss(input, target))
+        True
+
+    References:
+        Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
+        Functions", ICLR 2022. arXiv:2204.12511
+    """
+    where = "poly_sigmoid_focal_loss()"
+    epsilon = validation.check_real("epsilon", epsilon, where)
+    _arguments.check_common(where, reduction, gamma)
+    computed = _arguments.reduction_for(reduction, divisor, where)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    out_dtype = _inputs.dtypes(input)[1]
+    settings = _arguments.sigmoid_settings(
+        input, target, weight, computed, None, gamma, alpha, where
+    )
+    compute_dtype, y, w, _, a, gamma = settings[:6]
+    x = input.to(compute_dtype)
+    loss = binary_coefficient(_family.poly_binary_term(x, y, gamma, epsilon), y, w, a)
+    return divide(reduce(loss, computed), divisor).to(out_dtype)
 
 
 def binary_focal_loss(

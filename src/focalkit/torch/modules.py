@@ -28,6 +28,7 @@ __all__ = [
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
+    "PolySigmoidFocalLoss",
     "SigmoidFocalLoss",
 ]
 
@@ -283,6 +284,47 @@ class SigmoidFocalLoss(_FocalBase):
             self.weight,
             self.reduction,
             self.pos_weight,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            divisor=divisor,
+        )
+
+
+class PolySigmoidFocalLoss(_FocalBase):
+    """Poly-1 sigmoid focal loss. See :func:`poly_sigmoid_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import PolySigmoidFocalLoss
+        >>> criterion = PolySigmoidFocalLoss(epsilon=-1.0, alpha=None)
+        >>> criterion
+        PolySigmoidFocalLoss(epsilon=-1.0, gamma=2.0, alpha=None, reduction='mean', weight=None)
+        >>> criterion(torch.tensor([[0.5, -1.0]]), torch.tensor([[1.0, 0.0]]))
+        tensor(0.0085)
+    """
+
+    _settings = ("epsilon", "gamma", "alpha", "reduction", "weight")
+    _softmax = False
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        *,
+        epsilon: float = 1.0,
+        gamma: float = 2.0,
+        alpha: Alpha = 0.25,
+    ) -> None:
+        super().__init__(reduction, gamma, alpha, weight)
+        self.epsilon = validation.check_real("epsilon", epsilon, "PolySigmoidFocalLoss()")
+
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
+        return functional.poly_sigmoid_focal_loss(
+            input,
+            target,
+            self.weight,
+            self.reduction,
+            epsilon=self.epsilon,
             gamma=self.gamma,
             alpha=self.alpha,
             divisor=divisor,
