@@ -16,7 +16,11 @@ from typing import NamedTuple
 
 import pytest
 import torch
-from oracles import poly_softmax_reference, softmax_focal_reference
+from oracles import (
+    poly_sigmoid_reference,
+    poly_softmax_reference,
+    softmax_focal_reference,
+)
 from torch.autograd import gradcheck, gradgradcheck
 
 import focalkit
@@ -99,6 +103,17 @@ MEMBERS: dict[str, Member] = {
         (3, 4),
         _probability_target,
         elementwise=False,
+    ),
+    "poly sigmoid": Member(
+        lambda x, t, **kw: focalkit.poly_sigmoid_focal_loss(
+            x, t, torch.tensor(WEIGHT), epsilon=1.5, gamma=0.5, alpha=0.3, **kw
+        ),
+        lambda x, t, **kw: poly_sigmoid_reference(
+            x, t, weight=WEIGHT, epsilon=1.5, gamma=0.5, alpha=0.3, **kw
+        ),
+        (3, 4),
+        _soft_target,
+        elementwise=True,
     ),
 }
 
@@ -233,7 +248,12 @@ def test_unknown_reduction_is_an_error(name: str) -> None:
 
 
 NUMPY_NAMES = ["logit_adjustment", "ldam_margins"]
-TORCH_NAMES = ["poly_softmax_focal_loss", "PolyFocalLoss"]
+TORCH_NAMES = [
+    "poly_softmax_focal_loss",
+    "PolyFocalLoss",
+    "poly_sigmoid_focal_loss",
+    "PolySigmoidFocalLoss",
+]
 
 
 def test_members_are_public_in_both_namespaces() -> None:
