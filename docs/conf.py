@@ -59,6 +59,7 @@ PUBLIC_MODULES = [
     "focalkit.lightgbm",
     "focalkit.jax",
     "focalkit.dask",
+    "focalkit.torch.distributed",
 ]
 
 
