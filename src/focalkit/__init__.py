@@ -32,12 +32,15 @@ _TORCH_NAMES = frozenset(
         "poly_sigmoid_focal_loss",
         "PolyFocalLoss",
         "PolySigmoidFocalLoss",
+        "ldam_loss",
+        "LDAMLoss",
     }
 )
 
 __all__ = [
     "BinaryFocalLoss",
     "FocalLoss",
+    "LDAMLoss",
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
@@ -47,6 +50,7 @@ __all__ = [
     "class_counts",
     "class_weights",
     "inputs_validated",
+    "ldam_loss",
     "ldam_margins",
     "linear_softmax_focal_loss",
     "logit_adjustment",
@@ -63,12 +67,14 @@ if TYPE_CHECKING:
     from focalkit.torch import (
         BinaryFocalLoss,
         FocalLoss,
+        LDAMLoss,
         LinearFocalLoss,
         NLLFocalLoss,
         PolyFocalLoss,
         PolySigmoidFocalLoss,
         SigmoidFocalLoss,
         binary_focal_loss,
+        ldam_loss,
         linear_softmax_focal_loss,
         nll_focal_loss,
         poly_sigmoid_focal_loss,

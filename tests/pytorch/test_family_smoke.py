@@ -265,3 +265,62 @@ def test_poly_sigmoid_focal_loss_module() -> None:
     _assert_same(criterion(input, target), expected, input)
     with pytest.raises(ValueError, match=r"PolySigmoidFocalLoss\(\): alpha values must be in"):
         focalkit.PolySigmoidFocalLoss(alpha=[1.5])
+
+
+# ldam_margins and ldam_loss
+
+
+def test_ldam_margins_follow_the_quarter_power() -> None:
+    counts = np.array([4000, 250, 16, 1000])
+    margins = focalkit.ldam_margins(counts, max_margin=0.4)
+    expected = counts**-0.25 * (0.4 / np.max(counts**-0.25))  # the authors' m_list
+    np.testing.assert_allclose(margins, expected, rtol=1e-13)
+    with pytest.raises(ValueError, match=r"ldam_margins\(\): class 1 has count 0"):
+        focalkit.ldam_margins([5, 0, 1])
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_ldam_at_gamma_zero_is_the_authors_loss(kernels: bool, reduction: str) -> None:
+    input, target = _logits(10, C, seed=8), _indices(10, seed=9)
+    margins = torch.tensor(focalkit.ldam_margins([300, 80, 20, 5, 1]))
+    weight = torch.tensor([0.2, 0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    with _kernels.use_kernels(kernels):
+        loss = focalkit.ldam_loss(input, target, margins, weight, reduction=reduction, scale=10.0)
+    # LDAM-DRW's LDAMLoss.forward: the margin is subtracted at the target class only
+    index = torch.zeros_like(input, dtype=torch.bool).scatter_(1, target.view(-1, 1), True)
+    batch_m = (margins[None, :] @ index.double().t()).view(-1, 1)
+    output = torch.where(index, input - batch_m, input)
+    expected = F.cross_entropy(10.0 * output, target, weight=weight, reduction=reduction)
+    _assert_same(loss, expected, input)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_ldam_kernel_matches_its_definition_with_ignored_targets(gamma: float) -> None:
+    input, target = _logits(6, C, 3, seed=10), _indices(6, 3, seed=11)
+    target[1, 2] = 7
+    margins = focalkit.ldam_margins([30, 20, 10, 5, 1])
+    losses = []
+    for kernels in (True, False):
+        with _kernels.use_kernels(kernels):
+            losses.append(
+                focalkit.ldam_loss(input, target, margins, ignore_index=7, gamma=gamma, alpha=0.5)
+            )
+    _assert_same(*losses, input)
+
+
+def test_ldam_loss_module_and_errors() -> None:
+    criterion = focalkit.LDAMLoss([0.5, 0.25, 0.1], scale=16.0, gamma=1.0)
+    assert "margins" in dict(criterion.named_buffers())
+    assert repr(criterion).startswith("LDAMLoss(margins=[0.5, 0.25, 0.1], scale=16.0, gamma=1.0")
+    input, target = _logits(4, 3), _indices(4, classes=3)
+    expected = focalkit.ldam_loss(input, target, criterion.margins, scale=16.0, gamma=1.0)
+    _assert_same(criterion(input, target), expected, input)
+    with pytest.raises(ValueError, match=r"LDAMLoss\(\): scale must be a positive finite number"):
+        focalkit.LDAMLoss([0.5, 0.1], scale=0.0)
+    with pytest.raises(ValueError, match=r"LDAMLoss\(\): margins values must be >= 0"):
+        focalkit.LDAMLoss([0.5, -0.1])
+    with pytest.raises(ValueError, match=r"ldam_loss\(\): margins must have one value per class"):
+        focalkit.ldam_loss(input, target, [0.5, 0.1])
+    with pytest.raises(TypeError, match=r"ldam_loss\(\): target must hold class indices"):
+        focalkit.ldam_loss(input, torch.softmax(input.detach(), 1), [0.5, 0.2, 0.1])

@@ -2,6 +2,7 @@
 
 from focalkit.torch.functional import (
     binary_focal_loss,
+    ldam_loss,
     linear_softmax_focal_loss,
     nll_focal_loss,
     poly_sigmoid_focal_loss,
@@ -13,6 +14,7 @@ from focalkit.torch.functional import (
 from focalkit.torch.modules import (
     BinaryFocalLoss,
     FocalLoss,
+    LDAMLoss,
     LinearFocalLoss,
     NLLFocalLoss,
     PolyFocalLoss,
@@ -23,12 +25,14 @@ from focalkit.torch.modules import (
 __all__ = [
     "BinaryFocalLoss",
     "FocalLoss",
+    "LDAMLoss",
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
     "PolySigmoidFocalLoss",
     "SigmoidFocalLoss",
     "binary_focal_loss",
+    "ldam_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
     "poly_sigmoid_focal_loss",

@@ -26,6 +26,7 @@ from focalkit.torch._settings import SoftmaxSettings
 
 __all__ = [
     "binary_focal_loss",
+    "ldam_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
     "poly_sigmoid_focal_loss",
@@ -375,6 +376,96 @@ def poly_softmax_focal_loss(
         alpha,
         divisor,
         epsilon=epsilon,
+    )
+
+
+def ldam_loss(
+    input: Tensor,
+    target: Tensor,
+    margins: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    *,
+    scale: float = 30.0,
+    gamma: Gamma = 0.0,
+    alpha: Alpha = None,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Label-distribution-aware margin (LDAM) loss: the focal loss of logits that give the
+    target class a margin :math:`\Delta_y`, then scaled.
+
+    With :math:`e_y` the one-hot vector of the target class and :math:`s` = ``scale``,
+
+    .. math::
+        \ell_n = \mathrm{FL}_{\gamma, \alpha, w}\bigl(s\, (x_n - \Delta_{y_n} e_{y_n}),\ y_n\bigr),
+
+    :func:`softmax_focal_loss` of the shifted logits, so ``gamma=0`` is
+    ``F.cross_entropy(s * (input - margins[target] * onehot), target, weight)``: the authors'
+    ``LDAMLoss``. Rare classes get larger margins (:func:`~focalkit.ldam_margins`,
+    :math:`\Delta_c \propto n_c^{-1/4}`): the model must beat the other classes by
+    :math:`\Delta_y` on them to reach the same loss. Elements whose target is ``ignore_index``
+    get no margin and contribute nothing; ``'mean'`` divides by the kept targets' summed weight,
+    as ``F.cross_entropy`` does. The shifted logits are formed chunk by chunk inside the loss,
+    not as a tensor of the input's size.
+
+    Args:
+        input: Logits.
+        target: Class indices in :math:`[0, C)`, an integer tensor.
+        margins: Per-class margins :math:`\Delta \ge 0`, shape :math:`(C)`, e.g.
+            ``ldam_margins(counts)``; a tensor that requires grad is differentiated.
+        weight, ignore_index, reduction: as in :func:`softmax_focal_loss` (deferred
+            re-weighting, DRW, passes class weights as ``weight`` in later epochs).
+        scale: The logit scale :math:`s > 0`. Default: 30, the authors'.
+        gamma, alpha: The focal loss's, as in :func:`softmax_focal_loss`. Default: ``gamma=0``,
+            ``alpha=None`` (cross-entropy).
+        divisor: as in :func:`softmax_focal_loss`.
+
+    Shape:
+        - Input: :math:`(C)`, :math:`(N, C)` or :math:`(N, C, d_1, ..., d_K)`.
+        - Target: :math:`()`, :math:`(N)` or :math:`(N, d_1, ..., d_K)`.
+        - Output: scalar; with ``reduction='none'``, the target's shape.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import ldam_loss, ldam_margins
+        >>> margins = torch.tensor(ldam_margins([1000, 100, 10]), dtype=torch.float32)
+        >>> input = torch.tensor([[0.2, 0.1, -0.1], [0.0, 0.1, 0.3]])
+        >>> target = torch.tensor([0, 2])
+        >>> ldam_loss(input, target, margins)
+        tensor(5.4777)
+        >>> shifted = input - margins[target, None] * F.one_hot(target, 3)
+        >>> torch.allclose(ldam_loss(input, target, margins), F.cross_entropy(30 * shifted, target))
+        True
+
+    References:
+        Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
+        NeurIPS 2019. arXiv:1906.07413
+    """
+    where = "ldam_loss()"
+    scale = validation.check_positive("scale", scale, where)
+    if margins is None:
+        raise TypeError(f"{where}: margins must be a tensor or a sequence of numbers, got None")
+    if isinstance(target, Tensor) and (
+        target.is_floating_point() or target.is_complex() or target.dtype == torch.bool
+    ):
+        is_indices = isinstance(input, Tensor) and target.dim() == input.dim() - 1
+        raise validation.class_indices_dtype_error(
+            where, target.shape, target.dtype, target.is_floating_point() and is_indices
+        )
+    return _softmax_family(
+        where,
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        0.0,
+        gamma,
+        alpha,
+        divisor,
+        margins=margins,
+        logit_scale=scale,
     )
 
 

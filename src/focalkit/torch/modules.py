@@ -25,6 +25,7 @@ from focalkit.torch._inputs import ArrayLike
 __all__ = [
     "BinaryFocalLoss",
     "FocalLoss",
+    "LDAMLoss",
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
@@ -325,6 +326,63 @@ class PolySigmoidFocalLoss(_FocalBase):
             self.weight,
             self.reduction,
             epsilon=self.epsilon,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            divisor=divisor,
+        )
+
+
+class LDAMLoss(_FocalBase):
+    """Label-distribution-aware margin loss. See :func:`ldam_loss`.
+
+    ``margins`` (one per class, e.g. ``ldam_margins(counts)``) is kept as a buffer.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import LDAMLoss, ldam_margins
+        >>> criterion = LDAMLoss(ldam_margins([900, 90, 9]))
+        >>> criterion
+        LDAMLoss(margins=[0.1581, 0.2812, 0.5], scale=30.0, gamma=0.0, alpha=None,
+                 reduction='mean', weight=None, ignore_index=-100)
+        >>> criterion(torch.tensor([[0.2, 0.1, -0.1]]), torch.tensor([2]))
+        tensor(24.0486)
+    """
+
+    margins: Tensor
+    _settings = ("margins", "scale", "gamma", "alpha", "reduction", "weight", "ignore_index")
+
+    def __init__(
+        self,
+        margins: ArrayLike,
+        weight: ArrayLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        *,
+        scale: float = 30.0,
+        gamma: float = 0.0,
+        alpha: Alpha = None,
+    ) -> None:
+        super().__init__(reduction, gamma, alpha, weight)
+        where = "LDAMLoss()"
+        if margins is None:
+            raise TypeError(f"{where}: margins must be a tensor or a sequence of numbers, got None")
+        buffer = _buffer(margins, "margins", where)
+        if buffer is not None:
+            validation.check_per_class_length("margins", buffer.shape, None, where)
+            _inputs.check_nonnegative_values(buffer, "margins", where)
+        self.register_buffer("margins", buffer)
+        self.scale = validation.check_positive("scale", scale, where)
+        self._set_ignore_index(ignore_index)
+
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
+        return functional.ldam_loss(
+            input,
+            target,
+            self.margins,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            scale=self.scale,
             gamma=self.gamma,
             alpha=self.alpha,
             divisor=divisor,
