@@ -123,15 +123,17 @@ def bert_sequence_classifier(problem_type: str | None = None, num_labels: int = 
     return _build(BertForSequenceClassification, config, 5)
 
 
-def _ids_and_mask(generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    ids = torch.randint(3, VOCAB, (ROWS, LENGTH), generator=generator)
-    mask = (torch.arange(LENGTH) < torch.tensor(REAL_LENGTHS)[:, None]).long()
+def _ids_and_mask(
+    generator: torch.Generator, lengths: Sequence[int] = REAL_LENGTHS
+) -> tuple[Tensor, Tensor]:
+    ids = torch.randint(3, VOCAB, (len(lengths), LENGTH), generator=generator)
+    mask = (torch.arange(LENGTH) < torch.tensor(lengths)[:, None]).long()
     return torch.where(mask.bool(), ids, PAD), mask
 
 
-def causal_lm_rows(seed: int = 0) -> Batch:
+def causal_lm_rows(seed: int = 0, lengths: Sequence[int] = REAL_LENGTHS) -> Batch:
     """Right-padded rows; labels are the tokens, -100 at the padding."""
-    ids, mask = _ids_and_mask(torch.Generator().manual_seed(seed))
+    ids, mask = _ids_and_mask(torch.Generator().manual_seed(seed), lengths)
     return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
@@ -225,12 +227,13 @@ def train(
     *,
     objective: Objective | None = None,
     trainer_class: type[Trainer] = Trainer,
+    arguments: dict[str, Any] | None = None,
     **trainer_kwargs: Any,
 ) -> Run:
     run = Run()
     trainer = trainer_class(
         model=model,
-        args=training_arguments(output_dir),
+        args=training_arguments(output_dir, **(arguments or {})),
         train_dataset=Rows(rows),
         callbacks=[_Recorder(run, objective)],
         **trainer_kwargs,
