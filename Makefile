@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip install --constraint constraints.txt
 # The demo needs the cli extra only (PyTorch CPU, scikit-learn, matplotlib, rich: about 1.3 GB).
 DEMO_EXTRAS := cli
 # The tests and the docs need every front-end and its test backends (TensorFlow, JAX: 3.2 GB).
-EXTRAS := torch,cli,keras-dev,jax-dev,gbdt-dev,dask,dev,docs
+EXTRAS := torch,cli,keras-dev,jax-dev,gbdt-dev,dask,transformers,dev,docs
 DEMO_STAMP := $(VENV)/.installed-$(DEMO_EXTRAS)
 STAMP := $(VENV)/.installed-$(EXTRAS)
 SPHINX := $(BIN)/python -m sphinx -b html

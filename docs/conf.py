@@ -60,6 +60,7 @@ PUBLIC_MODULES = [
     "focalkit.jax",
     "focalkit.dask",
     "focalkit.torch.distributed",
+    "focalkit.transformers",
 ]
 
 
