@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import matplotlib
@@ -20,19 +20,21 @@ from matplotlib.figure import Figure
 
 from focalkit.cli import report
 from focalkit.cli.metrics import ECE_BINS
-from focalkit.cli.training import LOSS_NAMES, Comparison, Run, Settings
+from focalkit.cli.training import LOSS_NAMES, LOSSES, Comparison, Run, Settings
 
 matplotlib.use("Agg")
 
 
-def made_up_comparison(class_names: list[str], seeds: int = 2, epochs: int = 3) -> Comparison:
-    """Every loss and seed with random test predictions (about half right) and curves."""
+def made_up_comparison(
+    class_names: list[str], seeds: int = 2, epochs: int = 3, names: Sequence[str] = LOSS_NAMES
+) -> Comparison:
+    """Every loss ``names`` and seed with random test predictions (about half right) and curves."""
     rng = np.random.default_rng(6)
     num_classes = len(class_names)
     runs = []
     for seed in range(seeds):
         y_test = np.arange(40) % num_classes
-        for name in LOSS_NAMES:
+        for name in names:
             logits = rng.normal(size=(40, num_classes))
             logits[np.arange(40), y_test] += rng.uniform(0, 3)
             log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
@@ -85,16 +87,20 @@ def inside(figure: Figure, artist: object) -> bool:
     )
 
 
+ALL_NAMES = tuple(LOSSES.values())
+
+
+@pytest.mark.parametrize("names", [LOSS_NAMES, ALL_NAMES], ids=["default", "all"])
 @pytest.mark.parametrize("num_classes", [2, 3, 10, 30])
 def test_the_recall_legend_names_every_loss_inside_the_figure(
-    monkeypatch: pytest.MonkeyPatch, num_classes: int
+    monkeypatch: pytest.MonkeyPatch, num_classes: int, names: tuple[str, ...]
 ) -> None:
-    comparison = made_up_comparison([f"class {c}" for c in range(num_classes)])
+    comparison = made_up_comparison([f"class {c}" for c in range(num_classes)], names=names)
     figure = saved_figure(monkeypatch, report.plot_per_class_recall, comparison)
     legends = figure.legends + [ax.get_legend() for ax in figure.axes if ax.get_legend()]
     assert len(legends) == 1
     (legend,) = legends
-    assert [text.get_text() for text in legend.get_texts()] == list(LOSS_NAMES)
+    assert [text.get_text() for text in legend.get_texts()] == list(names)
     assert inside(figure, legend)
     (ax,) = figure.axes
     texts = [*legend.get_texts(), *figure.texts, ax.title, *ax.get_xticklabels(), ax.xaxis.label]
@@ -125,6 +131,35 @@ def test_the_reliability_diagram_counts_the_predictions_in_each_bin(
         heights = [round(patch.get_height()) for patch in ax.patches]
         assert heights == expected
         assert sum(heights) == 80
+
+
+def test_more_than_five_reliability_diagrams_take_a_second_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    comparison = made_up_comparison(["a", "b", "c"], names=ALL_NAMES)
+    figure = saved_figure(monkeypatch, report.plot_reliability, comparison)
+    assert len(figure.axes) == 2 * len(ALL_NAMES)  # no empty panel left in the last row
+    tops = [ax for ax in figure.axes if ax.get_title()]
+    bottoms = [ax for ax in figure.axes if not ax.get_title()]
+    assert [ax.get_title().split("\n")[0] for ax in tops] == list(ALL_NAMES)
+    columns = sorted({round(ax.get_position().x0, 3) for ax in tops})
+    rows = sorted({round(ax.get_position().y0, 3) for ax in tops})
+    assert (len(columns), len(rows)) == (5, 2)
+    assert [ax.get_ylabel() for ax in bottoms].count("predictions") == 2  # one per row
+    for ax, name in zip(bottoms, ALL_NAMES, strict=True):
+        runs = [run for run in comparison.runs if run.loss == name]
+        confidence = np.exp(np.concatenate([run.log_probs for run in runs]).max(1))
+        edges = np.linspace(0, 1, ECE_BINS + 1)  # bins (lo, hi], counted by hand
+        counts = [int(np.sum((confidence > lo) & (confidence <= hi))) for lo, hi in pairwise(edges)]
+        assert [round(patch.get_height()) for patch in ax.patches] == counts
+        assert ax.get_xlabel() == "confidence"
+        assert all(label.get_visible() for label in ax.get_xticklabels())
+    for ax in figure.axes:
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels()):
+            if text.get_text() and text.get_visible():
+                assert inside(figure, text), text.get_text()
+    for title in figure.texts:
+        assert inside(figure, title)
 
 
 # Double and single backquotes, Sphinx roles, directives at the start of a line.

@@ -189,7 +189,17 @@ def add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_run_options(parser: argparse.ArgumentParser, default_epochs: int) -> None:
-    """The options ``demo`` and ``compare`` share: seeds, beta, epochs, --out and --force."""
+    """The options ``demo`` and ``compare`` share: losses, seeds, beta, epochs, --out, --force."""
+    from focalkit.cli.training import BASELINE, DEFAULT_LOSSES, parse_losses
+
+    parser.add_argument(
+        "--losses",
+        type=parse_losses,
+        default=(*DEFAULT_LOSSES,),
+        metavar="NAME[,NAME]",
+        help=f"the losses to train, comma-separated, or all (default: the five marked * below); "
+        f"{BASELINE} always runs, first: every other loss is compared with it on the same seed",
+    )
     parser.add_argument(
         "--seeds",
         type=positive_int,
@@ -201,8 +211,8 @@ def add_run_options(parser: argparse.ArgumentParser, default_epochs: int) -> Non
         "--beta",
         type=beta,
         default=0.999,
-        help="beta of the effective-number weights of class-balanced focal loss, in [0, 1) "
-        "(default: %(default)g)",
+        help="beta of the effective-number weights of class-balanced focal loss (and of "
+        "LDAM-DRW's re-weighting), in [0, 1) (default: %(default)g)",
     )
     parser.add_argument(
         "--epochs",

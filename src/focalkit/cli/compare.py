@@ -16,7 +16,13 @@ import numpy as np
 from focalkit.cli import arguments, files
 from focalkit.cli.arguments import HelpFormatter, UsageError
 from focalkit.cli.table import Table, load, split
-from focalkit.cli.training import Settings, rarest
+from focalkit.cli.training import (
+    Settings,
+    beta_line,
+    check_training_counts,
+    losses_help,
+    rarest,
+)
 
 __all__ = ["Table", "add_parser", "load", "run", "split"]
 
@@ -27,6 +33,7 @@ examples:
   focalkit compare data.csv --target label --max-categories 100
   focalkit compare data.csv --target label --drop id,name --impute median
   focalkit compare data.csv --target label --features age,income,city --sep ';'
+  focalkit compare data.csv --target label --losses all
 
 Reading the file: the delimiter is --sep, or the one of , ; tab | that splits every line
 into the same number of fields. Empty cells and NA, N/A, nan, NaN, NULL, None, #N/A (pandas'
@@ -46,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
             "split per seed) and write the same report as focalkit demo. Every column but the "
             "target is a feature, unless --features or --drop say otherwise."
         ),
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\n" + losses_help(),
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
@@ -122,12 +129,15 @@ def run(args: argparse.Namespace) -> int:
             f"least 2 rows per class{hint}"
         )
     splits = {seed: split(table, args.test_size, seed) for seed in range(args.seeds)}
+    check_training_counts(args.losses, splits, table.class_names)
     files.check_folder(args.out, report.OUTPUTS, args.force)
     for note in [table.target_hint] * bool(table.target_hint) + table.notes:
         print(f"focalkit compare: note: {note}", file=sys.stderr)
     rare = rarest(class_counts)
     settings = Settings(epochs=args.epochs)
-    comparison = report.run_with_progress(splits, table.class_names, rare, args.beta, settings)
+    comparison = report.run_with_progress(
+        splits, table.class_names, rare, args.beta, settings, args.losses
+    )
     summaries = report.summarize(comparison)
     title = f"focalkit compare: {args.data.name}, target {args.target!r}"
     command = shlex.join(["focalkit", *args.argv])
@@ -143,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "Rarest classes (for the recall column): "
         + ", ".join(table.class_names[c] for c in rare)
         + ".",
-        f"Class-balanced focal: beta = {args.beta:g}.",
+        *beta_line(args.losses, args.beta),
     ]
     report.print_results(comparison, summaries, title)
     paths = report.write(args.out, comparison, summaries, title, data, command, args.force)

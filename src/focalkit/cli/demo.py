@@ -17,7 +17,14 @@ from numpy.typing import NDArray
 
 from focalkit.cli import arguments, files
 from focalkit.cli.arguments import HelpFormatter
-from focalkit.cli.training import Settings, Split, rarest
+from focalkit.cli.training import (
+    Settings,
+    Split,
+    beta_line,
+    check_training_counts,
+    losses_help,
+    rarest,
+)
 
 TEST_PER_CLASS = 40
 
@@ -27,6 +34,8 @@ examples:
   focalkit demo --imbalance 100 --seeds 5
   focalkit demo --beta 0.99 --out report/
   focalkit demo --seeds 1 --epochs 20        # a quick look
+  focalkit demo --losses all --out report-all/
+  focalkit demo --losses logit-adjusted,ldam-drw,poly-1
 """
 
 
@@ -37,12 +46,12 @@ def add_parser(commands: argparse._SubParsersAction[arguments.ArgumentParser]) -
         description=(
             "Train a small MLP with cross-entropy, inverse-frequency weighted cross-entropy, "
             "focal loss (gamma=2), class-balanced focal loss (effective-number weights) and "
-            "FLSD-53 on a long-tailed training set made from scikit-learn's 1,797 handwritten "
-            "digits, test on a balanced test set, and report balanced accuracy, macro-F1, the "
-            "recall of the three rarest classes, calibration error and NLL, per loss, over "
-            "several seeds."
+            "FLSD-53 (or the losses --losses names) on a long-tailed training set made from "
+            "scikit-learn's 1,797 handwritten digits, test on a balanced test set, and report "
+            "balanced accuracy, macro-F1, the recall of the three rarest classes, calibration "
+            "error and NLL, per loss, over several seeds."
         ),
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\n" + losses_help(),
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
@@ -111,10 +120,13 @@ def run(args: argparse.Namespace) -> int:
         seed: digits_split(features, labels, args.imbalance, seed) for seed in range(args.seeds)
     }
     class_names = [str(c) for c in range(10)]
+    check_training_counts(args.losses, splits, class_names)
     train_counts = np.bincount(splits[0].y_train, minlength=10)
     rare = rarest(train_counts)
     settings = Settings(epochs=args.epochs)
-    comparison = report.run_with_progress(splits, class_names, rare, args.beta, settings)
+    comparison = report.run_with_progress(
+        splits, class_names, rare, args.beta, settings, args.losses
+    )
     summaries = report.summarize(comparison)
     title = f"focalkit demo: long-tailed digits, imbalance {args.imbalance:g}"
     command = shlex.join(["focalkit", *args.argv])
@@ -128,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         f"{int(train_counts.sum())} images; per class "
         f"{report.counts_line(class_names, train_counts)} (the same for every seed).",
         f"Rarest classes (for the recall column): {', '.join(map(str, rare))}.",
-        f"Class-balanced focal: beta = {args.beta:g}.",
+        *beta_line(args.losses, args.beta),
     ]
     report.print_results(comparison, summaries, title)
     paths = report.write(args.out, comparison, summaries, title, data, command, args.force)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +29,14 @@ from focalkit.cli.metrics import (
     per_class_recall,
     reliability_bins,
 )
-from focalkit.cli.training import LOSS_NAMES, Comparison, Settings, Split, compare
+from focalkit.cli.training import (
+    DEFAULT_LOSSES,
+    LDAM_MAX_MARGIN,
+    Comparison,
+    Settings,
+    Split,
+    compare,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -285,7 +293,7 @@ def markdown(
 
 
 def _weights_lines(comparison: Comparison) -> list[str]:
-    """The two sets of class weights of the first seed, so the reader can compare them."""
+    """The first seed's class weights (and offsets, margins), for the reader to compare."""
     import focalkit
 
     seed = comparison.seeds[0]
@@ -298,13 +306,28 @@ def _weights_lines(comparison: Comparison) -> list[str]:
         pairs = zip(comparison.class_names, weights, strict=True)
         return ", ".join(f"{name}: {weight:.3f}" for name, weight in pairs)
 
-    return [
+    lines = [
         f"Class weights from seed {seed}'s training counts, scaled to mean 1:",
         "",
         f"- inverse frequency: {listed(inverse)}",
         f"- effective number (beta {beta:g}): {listed(effective)}",
         "",
     ]
+    others = []
+    if "logit-adjusted" in comparison.loss_keys:
+        offset = focalkit.logit_adjustment(counts, tau=1.0)
+        others.append(f"- logit offsets (tau 1: log of the class frequency): {listed(offset)}")
+    if {"ldam", "ldam-drw"} & set(comparison.loss_keys):
+        margins = focalkit.ldam_margins(counts, LDAM_MAX_MARGIN)
+        others.append(f"- LDAM margins (the largest {LDAM_MAX_MARGIN:g}): {listed(margins)}")
+    if others:
+        lines += [
+            "From the same counts, used in training only (the test set is scored without them):",
+            "",
+            *others,
+            "",
+        ]
+    return lines
 
 
 def counts_line(names: list[str], counts: NDArray[np.int64]) -> str:
@@ -381,24 +404,35 @@ def plot_per_class_recall(
     plt.close(fig)
 
 
+RELIABILITY_COLUMNS = 5  # diagrams side by side; more losses take further rows
+
+
 def plot_reliability(comparison: Comparison, summaries: list[LossSummary], file: BinaryIO) -> None:
     """One reliability diagram per loss, the test predictions of all seeds pooled.
 
     Under each diagram, how many predictions fall in each bin (log scale): a bar above a nearly
-    empty bin says little.
+    empty bin says little. At most :data:`RELIABILITY_COLUMNS` diagrams to a row.
     """
     plt = _pyplot()
+    columns = min(len(summaries), RELIABILITY_COLUMNS)
+    rows = -(-len(summaries) // columns)
     fig, axes = plt.subplots(
-        2,
-        len(summaries),
-        figsize=(3.0 * len(summaries), 4.8),
+        2 * rows,
+        columns,
+        figsize=(3.0 * columns, 4.8 * rows),
         sharex=True,
         sharey="row",
-        height_ratios=(3, 1.2),
+        height_ratios=(3, 1.2) * rows,
         layout="constrained",
         squeeze=False,
     )
-    for top, bottom, summary in zip(axes[0], axes[1], summaries, strict=True):
+    for index in range(len(summaries), rows * columns):  # the last row's empty places
+        row, column = divmod(index, columns)
+        fig.delaxes(axes[2 * row, column])
+        fig.delaxes(axes[2 * row + 1, column])
+    for index, summary in enumerate(summaries):
+        row, column = divmod(index, columns)
+        top, bottom = axes[2 * row, column], axes[2 * row + 1, column]
         runs = [run for run in comparison.runs if run.loss == summary.name]
         target = np.concatenate([run.y_test for run in runs])
         bins = reliability_bins(target, np.concatenate([run.log_probs for run in runs]))
@@ -412,8 +446,10 @@ def plot_reliability(comparison: Comparison, summaries: list[LossSummary], file:
         bottom.bar(centers, bins.counts, width, color="grey", edgecolor="black")
         bottom.set_yscale("log")
         bottom.set_xlabel("confidence")
-    axes[0, 0].set_ylabel("accuracy")
-    axes[1, 0].set_ylabel("predictions")
+        bottom.xaxis.set_tick_params(labelbottom=True)  # sharex hides them above the last row
+        if column == 0:
+            top.set_ylabel("accuracy")
+            bottom.set_ylabel("predictions")
     axes[0, 0].legend(fontsize="small", loc="upper left")
     fig.suptitle(
         f"Reliability diagrams ({ECE_BINS} bins, {_seeds_phrase(len(comparison.seeds))}); "
@@ -483,6 +519,7 @@ def run_with_progress(
     rare_classes: list[int],
     beta: float,
     settings: Settings,
+    keys: Sequence[str] = DEFAULT_LOSSES,
 ) -> Comparison:
     """:func:`focalkit.cli.training.compare` under a live progress bar (one step per epoch)."""
     from rich.progress import (
@@ -495,7 +532,7 @@ def run_with_progress(
     )
 
     _, err = _consoles()
-    total = len(splits) * len(LOSS_NAMES) * settings.epochs
+    total = len(splits) * len(keys) * settings.epochs
     columns = (
         TextColumn("{task.description:<40}"),
         BarColumn(),
@@ -509,7 +546,7 @@ def run_with_progress(
         def step(description: str) -> None:
             progress.update(task, advance=1, description=description)
 
-        comparison = compare(splits, class_names, rare_classes, beta, settings, step)
+        comparison = compare(splits, class_names, rare_classes, beta, settings, step, keys)
         progress.update(task, description="done")
     return comparison
 
