@@ -215,6 +215,7 @@ def _softmax_family(
         settings.gamma,
         shift.offset,
         shift.margin,
+        compiled=epsilon == 0 and shift.is_identity(),
     ):
         return divide(definition(input), divisor).to(out_dtype)
     needs_grad = torch.is_grad_enabled() and input.requires_grad
@@ -237,9 +238,7 @@ def _softmax_family(
     def focal_definition(logits: Tensor) -> Tensor:
         return _softmax_definition(logits.to(compute_dtype), settings)
 
-    out = _kernels.SoftmaxFocal.apply(  # type: ignore[no-untyped-call]
-        input, kernel_settings, focal_definition
-    )
+    out = _kernels.softmax_focal(input, kernel_settings, focal_definition)
     return divide(out, divisor).to(out_dtype)
 
 
@@ -1007,7 +1006,7 @@ def linear_softmax_focal_loss(
         )
 
     if (
-        not _kernels.applicable(input, w, alpha_per_class, scale)
+        not _kernels.applicable(input, w, alpha_per_class, scale, compiled=True)
         or _kernels.transformed(classifier, bias)
         or _kernels.dual(classifier, bias)
     ):
@@ -1026,9 +1025,7 @@ def linear_softmax_focal_loss(
             classifier.shape[0],
             compute_dtype,
         )
-        loss = _kernels.LinearSoftmaxFocal.apply(  # type: ignore[no-untyped-call]
-            hidden, classifier, bias, settings, definition
-        )
+        loss = _kernels.linear_softmax_focal(hidden, classifier, bias, settings, definition)
     if reduction == "none":
         loss = loss.reshape(target.shape)
     return divide(loss, divisor).to(out_dtype)

@@ -11,17 +11,22 @@ of the buffer, and that one scaling applies it: one pass over the buffer fewer.
 Two cases take the eager definition instead: a second backward through the same graph
 (``retain_graph=True``; the buffer was consumed by the first) and double backward
 (``create_graph=True``); there the backward recomputes the loss from the saved input with
-autograd. ``torch.compile`` traces the eager formulas, which it fuses itself.
+autograd. Under ``torch.compile`` the same kernels run as custom operators (:mod:`.ops`), which
+the compiled graph calls as they are: no graph break, and no temporary of the input's size
+beyond what eager mode has (no logits for the fused loss).
 
 One module per family: :mod:`.softmax` (``SoftmaxFocal``; the math in its docstring),
 :mod:`.sigmoid` (``SigmoidFocal``, ``SigmoidFocalElementwise``), :mod:`.fused`
-(``LinearSoftmaxFocal``, over the softmax chunk) and :mod:`._common` (the shared backward,
-saving, row chunks). This module holds the switches that decide whether a call takes a kernel.
+(``LinearSoftmaxFocal``, over the softmax chunk), :mod:`.ops` (the custom operators) and
+:mod:`._common` (the shared backward, saving, row chunks). This module holds the switches that
+decide whether a call takes a kernel, and the calls (:func:`softmax_focal`,
+:func:`sigmoid_focal`, :func:`linear_softmax_focal`) that take the ``autograd.Function`` in
+eager mode and the operator under ``torch.compile``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -29,11 +34,12 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from focalkit.torch._kernels._common import mean_grad_scale, row_chunks
+from focalkit.torch._kernels import ops
+from focalkit.torch._kernels._common import Recompute, mean_grad_scale, row_chunks
 from focalkit.torch._kernels.fused import LinearSoftmaxFocal, fused_chunk_rows
 from focalkit.torch._kernels.sigmoid import SigmoidFocal, SigmoidFocalElementwise
 from focalkit.torch._kernels.softmax import SoftmaxFocal
-from focalkit.torch._settings import FusedSettings
+from focalkit.torch._settings import FusedSettings, SigmoidSettings, SoftmaxKernelSettings
 
 __all__ = [
     "FusedSettings",
@@ -45,8 +51,11 @@ __all__ = [
     "compiling",
     "dual",
     "fused_chunk_rows",
+    "linear_softmax_focal",
     "mean_grad_scale",
     "row_chunks",
+    "sigmoid_focal",
+    "softmax_focal",
     "transformed",
     "use_kernels",
 ]
@@ -74,22 +83,59 @@ def compiling(*settings: object) -> bool:
     return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
 
 
-def applicable(input: Tensor, *settings: object) -> bool:
-    """Whether the kernels take this call: not under ``torch.compile`` (which fuses the
-    definition itself), a ``torch.func`` transform or forward-mode AD (which differentiate the
-    definition), and no setting that autograd should differentiate."""
-    if torch.compiler.is_compiling() or not _ENABLED.get() or transformed(input, *settings):
+def applicable(input: Tensor, *settings: object, compiled: bool = False) -> bool:
+    """Whether a kernel takes this call: never where a setting needs a gradient (the kernels
+    differentiate the input alone); under ``torch.compile``, where the call has a custom
+    operator (``compiled=True``); in eager mode, when the kernels are on (:func:`use_kernels`)
+    and no ``torch.func`` transform or forward-mode AD traces the call (they differentiate the
+    definition)."""
+    if any(isinstance(value, Tensor) and value.requires_grad for value in settings):
         return False
-    if dual(input, *settings):
-        return False
-    return not any(isinstance(value, Tensor) and value.requires_grad for value in settings)
+    if torch.compiler.is_compiling():
+        return compiled
+    return _ENABLED.get() and not transformed(input, *settings) and not dual(input, *settings)
+
+
+def softmax_focal(input: Tensor, settings: SoftmaxKernelSettings, recompute: Recompute) -> Tensor:
+    """``SoftmaxFocal`` in eager mode, its custom operator under ``torch.compile``."""
+    if torch.compiler.is_compiling():
+        return ops.softmax_focal(input, settings)
+    out: Tensor = SoftmaxFocal.apply(input, settings, recompute)  # type: ignore[no-untyped-call]
+    return out
+
+
+def sigmoid_focal(input: Tensor, settings: SigmoidSettings, recompute: Recompute) -> Tensor:
+    """``SigmoidFocal`` in eager mode, its custom operator under ``torch.compile``."""
+    if torch.compiler.is_compiling():
+        return ops.sigmoid_focal(input, settings)
+    out: Tensor = SigmoidFocal.apply(input, settings, recompute)  # type: ignore[no-untyped-call]
+    return out
+
+
+def linear_softmax_focal(
+    input: Tensor,
+    classifier: Tensor,
+    bias: Tensor | None,
+    settings: FusedSettings,
+    recompute: Callable[[Tensor, Tensor, Tensor | None], Tensor],
+) -> Tensor:
+    """``LinearSoftmaxFocal`` in eager mode, its custom operator under ``torch.compile``."""
+    if torch.compiler.is_compiling():
+        return ops.linear_softmax_focal(input, classifier, bias, settings)
+    out: Tensor = LinearSoftmaxFocal.apply(  # type: ignore[no-untyped-call]
+        input, classifier, bias, settings, recompute
+    )
+    return out
 
 
 def dual(*values: object) -> bool:
     """Whether any of ``values`` carries a forward-mode tangent (``torch.autograd.forward_ad``).
 
     The kernels' Functions have no ``jvp``: forward-mode AD goes through the definitions.
+    Under ``torch.compile``, False: the trace cannot ask (dual tensors do not reach it).
     """
+    if torch.compiler.is_compiling():
+        return False
     return any(
         isinstance(value, Tensor) and forward_ad.unpack_dual(value).tangent is not None  # type: ignore[no-untyped-call]
         for value in values
@@ -98,7 +144,10 @@ def dual(*values: object) -> bool:
 
 def transformed(*values: object) -> bool:
     """Whether a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...) traces any of the
-    tensors among ``values``."""
+    tensors among ``values``. Under ``torch.compile``, False: the trace cannot ask, and the
+    kernels' operators carry the rules that ``torch.func`` needs there."""
+    if torch.compiler.is_compiling():
+        return False
     functorch = getattr(torch._C, "_functorch", None)
     check = getattr(functorch, "is_functorch_wrapped_tensor", None)
     if check is None:
