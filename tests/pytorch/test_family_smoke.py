@@ -324,3 +324,191 @@ def test_ldam_loss_module_and_errors() -> None:
         focalkit.ldam_loss(input, target, [0.5, 0.1])
     with pytest.raises(TypeError, match=r"ldam_loss\(\): target must hold class indices"):
         focalkit.ldam_loss(input, torch.softmax(input.detach(), 1), [0.5, 0.2, 0.1])
+
+
+# asymmetric_loss, varifocal_loss, quality_focal_loss, distribution_focal_loss
+
+
+def _hard_labels(*shape: int, seed: int = 12) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=generator) < 0.3).double()
+
+
+def test_asymmetric_loss_reduces_to_bce_and_to_the_focal_loss() -> None:
+    input, soft, hard = _logits(6, 4), _soft_labels(6, 4), _hard_labels(6, 4)
+    loss = focalkit.asymmetric_loss(input, soft, gamma_neg=0.0, clip=0.0)
+    _assert_same(loss, F.binary_cross_entropy_with_logits(input, soft), input)
+    loss = focalkit.asymmetric_loss(input, hard, gamma_pos=1.5, gamma_neg=1.5, clip=0.0)
+    expected = focalkit.sigmoid_focal_loss(input, hard, gamma=1.5, alpha=None)
+    _assert_same(loss, expected, input)
+
+
+def test_asymmetric_loss_is_timms_for_hard_labels() -> None:
+    input, target = _logits(5, 6), _hard_labels(5, 6)
+    loss = focalkit.asymmetric_loss(input, target, reduction="sum", gamma_pos=1.0)
+    # timm's AsymmetricLossMultiLabel.forward (gamma_neg=4, gamma_pos=1, clip=0.05, eps=1e-8)
+    xs_pos = torch.sigmoid(input)
+    xs_neg = (1 - xs_pos + 0.05).clamp(max=1)
+    los = target * torch.log(xs_pos.clamp(min=1e-8)) + (1 - target) * torch.log(
+        xs_neg.clamp(min=1e-8)
+    )
+    pt = xs_pos * target + xs_neg * (1 - target)
+    expected = -(los * torch.pow(1 - pt, 1.0 * target + 4.0 * (1 - target))).sum()
+    _assert_same(loss, expected, input)
+
+
+def test_asymmetric_loss_discards_easy_negatives_exactly() -> None:
+    input = torch.tensor([-4.0, -3.0, 0.0], dtype=torch.float64, requires_grad=True)
+    target = torch.zeros(3, dtype=torch.float64)
+    loss = focalkit.asymmetric_loss(input, target, reduction="none", clip=0.05)
+    (grad,) = torch.autograd.grad(loss.sum(), input)
+    assert loss[:2].tolist() == [0.0, 0.0]  # sigmoid(-3) = 0.047 <= clip
+    assert grad[:2].tolist() == [0.0, 0.0]
+    assert loss[2] > 0
+
+
+def test_varifocal_loss_is_mmdetections() -> None:
+    input = _logits(8, 3)
+    target = _soft_labels(8, 3) * _hard_labels(8, 3, seed=13)
+    weight = torch.rand(8, 1, dtype=torch.float64)
+    loss = focalkit.varifocal_loss(input, target, weight, divisor=5.0)
+    # mmdetection's varifocal_loss (iou_weighted=True) with weight_reduce_loss(avg_factor=5)
+    p = input.sigmoid()
+    focal_weight = (
+        target * (target > 0).double() + 0.75 * (p - target).abs().pow(2.0) * (target <= 0).double()
+    )
+    per_element = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+    expected = (per_element * focal_weight * weight).sum() / 5.0
+    _assert_same(loss, expected, input)
+
+
+def test_quality_focal_loss_is_mmdetections_and_the_focal_loss_on_hard_labels() -> None:
+    input = _logits(7, 3)
+    label = torch.tensor([0, 2, 3, 1, 3, 0, 2])  # 3: background
+    score = torch.rand(7, dtype=torch.float64)
+    target = F.one_hot(label, 4)[:, :3].double() * score[:, None]
+    loss = focalkit.quality_focal_loss(input, target, reduction="none").sum(1)
+    # mmdetection's quality_focal_loss(pred, (label, score), beta=2)
+    p = input.sigmoid()
+    expected = F.binary_cross_entropy_with_logits(
+        input, torch.zeros_like(input), reduction="none"
+    ) * p.pow(2.0)
+    pos = (label < 3).nonzero().squeeze(1)
+    expected = expected.index_put(
+        (pos, label[pos]),
+        F.binary_cross_entropy_with_logits(input[pos, label[pos]], score[pos], reduction="none")
+        * (score[pos] - p[pos, label[pos]]).abs().pow(2.0),
+    )
+    _assert_same(loss, expected.sum(1), input)
+    hard = _hard_labels(7, 3)
+    expected = focalkit.sigmoid_focal_loss(input, hard, gamma=1.5, alpha=None)
+    _assert_same(focalkit.quality_focal_loss(input, hard, beta=1.5), expected, input)
+
+
+def test_distribution_focal_loss_is_mmdetections() -> None:
+    input = _logits(9, 8)
+    generator = torch.Generator().manual_seed(14)
+    target = torch.rand(9, generator=generator, dtype=torch.float64) * 6.999
+    weight = torch.rand(9, generator=generator, dtype=torch.float64)
+    loss = focalkit.distribution_focal_loss(input, target, weight)
+    left = target.long()
+    right = left + 1
+    expected = F.cross_entropy(input, left, reduction="none") * (right.double() - target)
+    expected = expected + F.cross_entropy(input, right, reduction="none") * (target - left)
+    _assert_same(loss, (expected * weight).mean(), input)
+    # the last bin: mmdetection would index bin n + 1; here it is CE(x, n)
+    last = focalkit.distribution_focal_loss(input, torch.full((9,), 7.0), reduction="none")
+    _assert_same(last, F.cross_entropy(input, torch.full((9,), 7), reduction="none"), input)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda x, y: focalkit.asymmetric_loss(x, y, gamma_pos=0.5),
+        lambda x, y: focalkit.varifocal_loss(x, y, gamma=0.5),
+        lambda x, y: focalkit.quality_focal_loss(x, y, beta=0.5),
+        lambda x, y: focalkit.poly_sigmoid_focal_loss(x, y, gamma=0.5),
+    ],
+    ids=["asymmetric", "varifocal", "quality", "poly"],
+)
+def test_sigmoid_family_is_finite_at_extreme_logits_and_passes_nan_on(loss: object) -> None:
+    input = torch.tensor([1e4, -1e4, 1e4, -1e4, 200.0, -200.0, 0.3], requires_grad=True)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.4, 0.7, 0.5])
+    value = loss(input, target)  # type: ignore[operator]
+    (grad,) = torch.autograd.grad(value, input)
+    assert torch.isfinite(value)
+    assert torch.isfinite(grad).all()
+    assert torch.isnan(loss(torch.tensor([0.1, float("nan")]), target[:2]))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: focalkit.asymmetric_loss(torch.zeros(2), torch.zeros(2), clip=1.0),
+            ValueError,
+            r"asymmetric_loss\(\): clip must be a real number in \[0, 1\)",
+        ),
+        (
+            lambda: focalkit.AsymmetricLoss(gamma_neg=-1.0),
+            ValueError,
+            r"AsymmetricLoss\(\): gamma_neg must be >= 0",
+        ),
+        (
+            lambda: focalkit.varifocal_loss(torch.zeros(2), torch.zeros(3)),
+            ValueError,
+            r"varifocal_loss\(\): expected target of shape \(2,\)",
+        ),
+        (
+            lambda: focalkit.QualityFocalLoss(beta=-2.0),
+            ValueError,
+            r"QualityFocalLoss\(\): beta must be >= 0",
+        ),
+        (
+            lambda: focalkit.quality_focal_loss(torch.zeros(2), torch.tensor([0.5, 1.5])),
+            ValueError,
+            r"quality_focal_loss\(\): target values must be in \[0, 1\]",
+        ),
+        (
+            lambda: focalkit.distribution_focal_loss(torch.zeros(2, 5), torch.tensor([1.0, 4.5])),
+            ValueError,
+            r"distribution_focal_loss\(\): target values must be in \[0, 4\]",
+        ),
+        (
+            lambda: focalkit.distribution_focal_loss(torch.zeros(2, 1), torch.zeros(2)),
+            ValueError,
+            r"distribution_focal_loss\(\): input must have shape \(N, n \+ 1\)",
+        ),
+        (
+            lambda: focalkit.VarifocalLoss(reduction="avg"),
+            ValueError,
+            r"VarifocalLoss\(\): reduction must be one of",
+        ),
+    ],
+)
+def test_sigmoid_family_errors(call: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        call()  # type: ignore[operator]
+
+
+def test_family_modules_call_their_functions() -> None:
+    input, target = _logits(4, 3), _soft_labels(4, 3)
+    weight = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    cases = [
+        (
+            focalkit.AsymmetricLoss(weight, gamma_pos=1.0),
+            focalkit.asymmetric_loss,
+            {"gamma_pos": 1.0},
+        ),
+        (focalkit.VarifocalLoss(weight, alpha=0.5), focalkit.varifocal_loss, {"alpha": 0.5}),
+        (focalkit.QualityFocalLoss(weight, beta=1.0), focalkit.quality_focal_loss, {"beta": 1.0}),
+    ]
+    for module, function, options in cases:
+        expected = function(input, target, module.weight, divisor=3.0, **options)
+        _assert_same(module(input, target, divisor=3.0), expected, input)
+    bins = _logits(4, 6)
+    distances = torch.tensor([0.0, 2.5, 4.99, 5.0], dtype=torch.float64)
+    per_sample = torch.tensor([1.0, 0.5, 2.0, 0.0], dtype=torch.float64)
+    module = focalkit.DistributionFocalLoss(reduction="sum")
+    expected = focalkit.distribution_focal_loss(bins, distances, per_sample, "sum")
+    _assert_same(module(bins, distances, per_sample), expected, bins)

@@ -151,6 +151,16 @@ def check_positive(name: str, value: object, where: str) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+def check_clip(clip: object, where: str) -> float:
+    """Raise unless ``clip`` (the asymmetric loss's probability margin) is a number in
+    ``[0, 1)``: a clip of 1 or more would remove every negative term."""
+    if not is_number(clip):
+        raise TypeError(f"{where}: clip must be a real number in [0, 1), got {clip!r}")
+    if not 0.0 <= float(clip) < 1.0:  # type: ignore[arg-type]
+        raise ValueError(f"{where}: clip must be a real number in [0, 1), got {clip!r}")
+    return float(clip)  # type: ignore[arg-type]
+
+
 def check_divisor(reduction: object, divisor: object, where: str) -> None:
     """Raise unless ``divisor`` is ``None``, or a positive finite number with ``reduction='mean'``.
 
@@ -324,3 +334,10 @@ def outside_unit_interval(where: str, name: str) -> str:
 def negative_values(where: str, name: str) -> str:
     """The message for a per-class vector with a negative entry."""
     return f"{where}: {name} values must be >= 0; found a negative value"
+
+
+def outside_interval(where: str, name: str, low: float, high: float) -> str:
+    """The message for values outside ``[low, high]`` (e.g. distribution focal loss targets)."""
+    return (
+        f"{where}: {name} values must be in [{low:g}, {high:g}]; found a value outside that range"
+    )

@@ -168,6 +168,24 @@ def elementwise_target(
     return y
 
 
+def bin_target(input: Tensor, target: Tensor, where: str) -> Tensor:
+    """Real targets in ``[0, n]`` for logits over the ``n + 1`` bins of dim 1 of ``input``."""
+    if input.dim() < 2 or input.shape[1] < 2:
+        raise ValueError(
+            f"{where}: input must have shape (N, n + 1) or (N, n + 1, d1, ...) with n >= 1 "
+            f"(logits over the bins 0..n), got {tuple(input.shape)}"
+        )
+    if target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"{where}: target must hold real numbers, got dtype {target.dtype}")
+    expected = (*input.shape[:1], *input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise validation.shape_mismatch(where, "target", expected, target.shape, input.shape)
+    bins = input.shape[1] - 1
+    detail = f" (the bins 0..{bins} of input's dim 1)"
+    _inputs.check_interval_values(target, 0.0, float(bins), "target", where, detail)
+    return target
+
+
 def elementwise_tensor(value: ArrayLike | None, name: str, x: Tensor, where: str) -> Tensor | None:
     if value is None:
         return None

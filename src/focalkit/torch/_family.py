@@ -19,6 +19,7 @@ for any :math:`\gamma \ge 0` once :math:`p s / u` is read as its limit -1 at :ma
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -145,3 +146,129 @@ def poly_binary_term(x: Tensor, y: Tensor, gamma: float | Tensor, epsilon: float
     if epsilon == 0:
         return term
     return term + epsilon * torch.exp((gamma + 1.0) * log_m)
+
+
+def asymmetric_terms(
+    x: Tensor, y: Tensor, gamma_pos: float, gamma_neg: float, clip: float
+) -> Tensor:
+    r"""The asymmetric loss per element, without the weight:
+    :math:`-y (1 - p)^{\gamma_+} \log p - (1 - y)\, p_m^{\gamma_-} \log(1 - p_m)`,
+    :math:`p_m = \max(p - m, 0)`.
+
+    :math:`\log p` and :math:`\log(1 - p)` are log-sigmoids of the logits; with a clip
+    :math:`m > 0`, :math:`1 - p_m = \sigma(-x) + m` wherever :math:`p > m`, a sum of two
+    non-negative terms, and where :math:`p \le m` the negative term and its gradient are exactly
+    0 (both branches of the ``where`` hold finite values).
+
+    >>> x, y = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0])
+    >>> p = torch.sigmoid(x)
+    >>> positive, negative = -(1 - p[0]) * p[0].log(), -((p[1] - 0.05) ** 4) * (1.05 - p[1]).log()
+    >>> expected = torch.stack([positive, negative])
+    >>> torch.allclose(asymmetric_terms(x, y, 1.0, 4.0, 0.05), expected)
+    True
+    """
+    log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
+    positive = y if gamma_pos == 0 else y * torch.exp(gamma_pos * log_1mp)
+    loss = -positive * log_p
+    not_y = 1.0 - y
+    if clip == 0:
+        if gamma_neg != 0:
+            not_y = not_y * torch.exp(gamma_neg * log_p)
+        return loss - not_y * log_1mp
+    prob = torch.sigmoid(x)
+    above = prob > clip
+    log_1m_shifted = torch.log(torch.sigmoid(-x) + clip)  # log(1 - p_m) where p > clip
+    if gamma_neg != 0:
+        shifted = torch.where(above, prob - clip, torch.ones_like(prob))
+        not_y = not_y * torch.exp(gamma_neg * torch.log(shifted))
+    negative = torch.where(above, not_y * log_1m_shifted, torch.zeros_like(prob))
+    return loss - negative
+
+
+def varifocal_terms(x: Tensor, q: Tensor, alpha: float, gamma: float) -> Tensor:
+    r"""The varifocal loss per element, without the weight: :math:`q\, \mathrm{BCE}(x, q)` where
+    :math:`q > 0`, :math:`-\alpha p^\gamma \log(1 - p)` where :math:`q = 0`.
+
+    Both branches are finite at any finite logit; a NaN target takes the first, so it gives NaN.
+
+    >>> x, q = torch.tensor([1.0, -0.5]), torch.tensor([0.8, 0.0])
+    >>> p = torch.sigmoid(x)
+    >>> bce = -(0.8 * p[0].log() + 0.2 * (1 - p[0]).log())
+    >>> expected = torch.stack([0.8 * bce, -0.75 * p[1] ** 2 * (1 - p[1]).log()])
+    >>> torch.allclose(varifocal_terms(x, q, 0.75, 2.0), expected)
+    True
+    """
+    log_p, log_1mp = F.logsigmoid(x), F.logsigmoid(-x)
+    positive = -q * (q * log_p + (1.0 - q) * log_1mp)
+    negative = log_1mp if gamma == 0 else torch.exp(gamma * log_p) * log_1mp
+    return torch.where(q == 0, negative * -alpha, positive)
+
+
+def log_abs_difference(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`\log |y - p|`, :math:`p = \sigma(x)`, and where it is finite (:math:`y \ne p`).
+
+    Hard labels take the log-sigmoid itself, times a factor that is exactly 1 there but carries
+    the derivative in :math:`y`: at :math:`y = 0`, :math:`|y - p| = \sigma(x)(1 - y(1 + e^{-x}))`,
+    and at :math:`y = 1`, :math:`\sigma(-x)(1 + (y - 1)(1 + e^{x}))`. Soft labels take
+    :math:`|y \sigma(-x) - (1 - y) \sigma(x)|`; where that is 0 the result holds 0 (a finite
+    placeholder) and the mask is false.
+    """
+    at_one, at_zero = y == 1, y == 0
+    hard = at_one | at_zero
+    y_soft = torch.where(hard, torch.full_like(y, 0.5), y)
+    difference = y_soft * torch.sigmoid(-x) - (1.0 - y_soft) * torch.sigmoid(x)
+    nonzero = difference != 0
+    soft = torch.log(torch.where(nonzero, difference.abs(), torch.ones_like(difference)))
+    # 1 + e^{|x|} stays finite (beyond, its factor y or 1 - y is 0); the other elements read
+    # y = 0 (y = 1), so that no branch holds a non-finite value or derivative.
+    limit = math.log(torch.finfo(x.dtype).max) - 1.0
+    y_zero = torch.where(at_zero, y, torch.zeros_like(y))
+    y_one = torch.where(at_one, y, torch.ones_like(y))
+    zero = F.logsigmoid(x) + torch.log1p(-y_zero * (1.0 + torch.exp((-x).clamp(max=limit))))
+    one = F.logsigmoid(-x) + torch.log1p((y_one - 1.0) * (1.0 + torch.exp(x.clamp(max=limit))))
+    log_difference = torch.where(at_zero, zero, torch.where(at_one, one, soft))
+    return log_difference, hard | nonzero
+
+
+def quality_focal_terms(x: Tensor, y: Tensor, beta: float) -> Tensor:
+    r"""The quality focal loss per element, without the weight:
+    :math:`|y - p|^\beta\, \mathrm{BCE}(x, y)`.
+
+    :math:`|y - p|^\beta = e^{\beta \log|y - p|}` from :func:`log_abs_difference`, 0 where
+    :math:`p = y` (with a gradient of 0 there, the cusp's one-sided limits being of either sign).
+
+    >>> x, y = torch.tensor([1.0, -0.5]), torch.tensor([0.3, 1.0])
+    >>> p = torch.sigmoid(x)
+    >>> bce = -(y * p.log() + (1 - y) * (1 - p).log())
+    >>> torch.allclose(quality_focal_terms(x, y, 2.0), (y - p).abs() ** 2 * bce)
+    True
+    """
+    bce = binary_cross_entropy(x, y)
+    if beta == 0:
+        return bce
+    log_difference, finite = log_abs_difference(x, y)
+    modulation = torch.exp(beta * log_difference)
+    return torch.where(finite, modulation, torch.zeros_like(modulation)) * bce
+
+
+def distribution_focal_terms(x: Tensor, y: Tensor) -> Tensor:
+    r"""The distribution focal loss per element: with :math:`l = \min(\lfloor y \rfloor, n - 1)`
+    and :math:`r = l + 1`, :math:`(r - y)\, \mathrm{CE}(x, l) + (y - l)\, \mathrm{CE}(x, r)`.
+
+    ``x`` holds the logits of bins :math:`0, \dots, n` along dim 1, ``y`` the targets in
+    :math:`[0, n]` (the input's shape without dim 1). A NaN target reads bin 0 for its gather
+    and keeps its NaN in both coefficients.
+
+    >>> x, y = torch.tensor([[0.5, 1.0, -1.0]]), torch.tensor([1.25])
+    >>> log_p = x.log_softmax(1)[0]
+    >>> torch.allclose(distribution_focal_terms(x, y), -(0.75 * log_p[1] + 0.25 * log_p[2]))
+    True
+    """
+    bins = x.shape[1] - 1
+    readable = torch.where(torch.isnan(y), torch.zeros_like(y), y)
+    left = readable.floor().clamp(0, bins - 1)
+    left_index = left.long().unsqueeze(1)
+    log_p = F.log_softmax(x, 1)
+    log_left = log_p.gather(1, left_index).squeeze(1)
+    log_right = log_p.gather(1, left_index + 1).squeeze(1)
+    return -((left + 1.0 - y) * log_left + (y - left) * log_right)

@@ -145,6 +145,16 @@ def check_unit_interval_values(tensor: Tensor, name: str, where: str) -> None:
         require(~((low < 0) | (high > 1)), validation.outside_unit_interval(where, name))
 
 
+def check_interval_values(
+    tensor: Tensor, low: float, high: float, name: str, where: str, detail: str = ""
+) -> None:
+    """Data check: values in ``[low, high]`` (NaN passes through); ``detail`` ends the message."""
+    if _data_checks_active(tensor):
+        smallest, largest = _bounds(tensor)
+        message = validation.outside_interval(where, name, low, high) + detail
+        require(~((smallest < low) | (largest > high)), message)
+
+
 def check_nonnegative_values(tensor: Tensor, name: str, where: str) -> None:
     """Data check: values ``>= 0`` (NaN passes through)."""
     if _data_checks_active(tensor):

@@ -7,7 +7,8 @@ Each function here is the single definition of its loss; the modules in
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,15 +26,19 @@ from focalkit.torch._reduction import divide, reduce
 from focalkit.torch._settings import SoftmaxSettings
 
 __all__ = [
+    "asymmetric_loss",
     "binary_focal_loss",
+    "distribution_focal_loss",
     "ldam_loss",
     "linear_softmax_focal_loss",
     "nll_focal_loss",
     "poly_sigmoid_focal_loss",
     "poly_softmax_focal_loss",
+    "quality_focal_loss",
     "sample_dependent_gamma",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
+    "varifocal_loss",
 ]
 
 
@@ -752,6 +757,337 @@ def poly_sigmoid_focal_loss(
     compute_dtype, y, w, _, a, gamma = settings[:6]
     x = input.to(compute_dtype)
     loss = binary_coefficient(_family.poly_binary_term(x, y, gamma, epsilon), y, w, a)
+    return divide(reduce(loss, computed), divisor).to(out_dtype)
+
+
+class _ElementwiseCall(NamedTuple):
+    """A checked call of an element-wise loss on logits."""
+
+    compute_dtype: torch.dtype
+    out_dtype: torch.dtype
+    target: Tensor  # the input's shape, in the compute dtype
+    weight: Tensor | None  # broadcastable to the input, in the compute dtype
+    reduction: str  # the reduction to compute ('sum' where a divisor divides it)
+
+
+def _elementwise_call(
+    where: str,
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None,
+    reduction: Reduction,
+    divisor: Divisor | None,
+) -> _ElementwiseCall:
+    validation.check_reduction(reduction, where)
+    computed = _arguments.reduction_for(reduction, divisor, where)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    like = input.new_empty((), dtype=compute_dtype).expand(input.shape)  # no memory
+    y = _arguments.elementwise_target(target, input, compute_dtype, where)
+    w = _arguments.elementwise_tensor(weight, "weight", like, where)
+    return _ElementwiseCall(compute_dtype, out_dtype, y, w, computed)
+
+
+def _elementwise_loss(
+    input: Tensor,
+    call: _ElementwiseCall,
+    divisor: Divisor | None,
+    terms: Callable[[Tensor, Tensor], Tensor],
+) -> Tensor:
+    """``terms(x, y)`` times the weight, reduced, divided and in the output dtype."""
+    loss = terms(input.to(call.compute_dtype), call.target)
+    if call.weight is not None:
+        loss = loss * call.weight
+    return divide(reduce(loss, call.reduction), divisor).to(call.out_dtype)
+
+
+def asymmetric_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Asymmetric loss (ASL) for multi-label classification, on logits.
+
+    With :math:`p = \sigma(x)` and the shifted probability :math:`p_m = \max(p - m, 0)`
+    (:math:`m` = ``clip``), the unreduced loss is
+
+    .. math::
+        \ell = w \left[ -y\, (1 - p)^{\gamma_+} \log p
+            - (1 - y)\, p_m^{\gamma_-} \log(1 - p_m) \right],
+
+    linear in the target :math:`y \in [0, 1]`. Negatives are focused harder
+    (:math:`\gamma_- > \gamma_+`), and those with :math:`p \le m`, the easy ones, are discarded:
+    there the negative term and its gradient are exactly 0. ``'mean'`` averages over all
+    elements. ``gamma_pos = gamma_neg = clip = 0`` is ``F.binary_cross_entropy_with_logits``;
+    ``gamma_pos = gamma_neg = gamma`` and ``clip = 0`` with hard labels is
+    ``sigmoid_focal_loss(gamma=gamma, alpha=None)``.
+
+    :math:`\log p` and :math:`\log(1 - p_m) = \log(\sigma(-x) + m)` come from the logits, never
+    from a clamped probability, so values and gradients are finite at any finite logit and in
+    half precision (computed in float32). timm's ``AsymmetricLossMultiLabel`` (whose default
+    reduction returns the sum; newer versions also divide by the batch) gives the same numbers
+    for hard labels wherever its ``eps`` clamp of :math:`p` and :math:`1 - p_m` does not bite;
+    for soft labels it raises :math:`1 - p_t` to a mixed power
+    :math:`\gamma_+ y + \gamma_- (1 - y)`, where this loss is linear in :math:`y`.
+
+    Args:
+        input: Logits, any shape (for multi-label classification, :math:`(N, C)`).
+        target: Same shape, values in :math:`[0, 1]` (multi-hot or soft labels).
+        weight: Rescaling weight :math:`w` broadcastable to the input (e.g. one per class).
+            Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        gamma_pos: :math:`\gamma_+ \ge 0`, the positives' focusing parameter. Default: 0.
+        gamma_neg: :math:`\gamma_- \ge 0`, the negatives'. Default: 4.
+        clip: The probability margin :math:`m \in [0, 1)` shifted onto negatives. Default: 0.05
+            (the paper's recommended ``gamma_neg=4, gamma_pos=0, clip=0.05``).
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the number
+            of elements (``divisor=input.shape[0]`` is a sum over classes averaged over the
+            batch): a positive number, or a 0-dim tensor on any device. Default: ``None``.
+
+    Shape:
+        - Input: :math:`(*)`. Target: :math:`(*)`. Output: scalar, or :math:`(*)` with
+          ``reduction='none'``.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import asymmetric_loss
+        >>> input = torch.tensor([[3.0, -1.0, 0.5], [-2.0, 0.5, -4.0]])
+        >>> target = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        >>> asymmetric_loss(input, target)
+        tensor(0.1024)
+        >>> torch.allclose(asymmetric_loss(input, target, gamma_neg=0.0, clip=0.0),
+        ...                F.binary_cross_entropy_with_logits(input, target))
+        True
+
+    References:
+        Ridnik et al., "Asymmetric Loss For Multi-Label Classification", ICCV 2021.
+        arXiv:2009.14119
+    """
+    where = "asymmetric_loss()"
+    gamma_pos = _inputs.check_number("gamma_pos", gamma_pos, validation.NONNEGATIVE, where)
+    gamma_neg = _inputs.check_number("gamma_neg", gamma_neg, validation.NONNEGATIVE, where)
+    clip = validation.check_clip(clip, where)
+    call = _elementwise_call(where, input, target, weight, reduction, divisor)
+
+    def terms(x: Tensor, y: Tensor) -> Tensor:
+        return _family.asymmetric_terms(x, y, gamma_pos, gamma_neg, clip)
+
+    return _elementwise_loss(input, call, divisor, terms)
+
+
+def varifocal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Varifocal loss (VarifocalNet) on logits, with an IoU-aware target score.
+
+    The target :math:`q \in [0, 1]` is the quality (e.g. the IoU of the predicted box with its
+    ground truth) at the ground-truth class of a positive, and 0 for negatives. With
+    :math:`p = \sigma(x)` the unreduced loss is
+
+    .. math::
+        \ell = \begin{cases}
+            -w\, q \left( q \log p + (1 - q) \log(1 - p) \right) & q > 0, \\
+            -w\, \alpha\, p^{\gamma} \log(1 - p) & q = 0,
+        \end{cases}
+
+    positives weighted by their own quality, negatives down-weighted by :math:`\alpha p^\gamma`
+    (:math:`\alpha` applies to the negatives, unlike the focal loss's). ``'mean'`` averages over
+    all elements; a detector normalises by its number of positives with ``divisor=``. This is
+    mmdetection's ``varifocal_loss`` with its defaults (``use_sigmoid=True``,
+    ``iou_weighted=True``; its ``avg_factor`` is ``divisor``). ultralytics'
+    ``VarifocalLoss()(pred_score, gt_score, label, alpha, gamma)`` is
+    ``varifocal_loss(pred_score, gt_score * label, reduction='sum', alpha=alpha, gamma=gamma)
+    / pred_score.shape[1]`` (its ``.mean(1).sum()``) wherever ``label = 1`` comes with
+    ``gt_score > 0``; an element with ``label = 1`` and ``gt_score = 0`` is a negative here and
+    weighs 0 there. The logs are log-sigmoids of the logits: finite at any finite logit.
+
+    Args:
+        input: Logits, any shape (a detector's :math:`(N, C)` class scores).
+        target: Same shape, values in :math:`[0, 1]`: the quality score at positives, 0
+            elsewhere.
+        weight: Rescaling weight :math:`w` broadcastable to the input. Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        alpha: The negatives' weight :math:`\alpha \ge 0`. Default: 0.75.
+        gamma: The negatives' focusing parameter :math:`\gamma \ge 0`. Default: 2.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the number
+            of elements, e.g. the number of positives. Default: ``None``.
+
+    Shape:
+        - Input: :math:`(*)`. Target: :math:`(*)`. Output: scalar, or :math:`(*)` with
+          ``reduction='none'``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import varifocal_loss
+        >>> input = torch.tensor([[2.0, -1.0], [-3.0, 0.5]])
+        >>> target = torch.tensor([[0.9, 0.0], [0.0, 0.6]])  # IoU at the positives
+        >>> varifocal_loss(input, target, reduction="sum")
+        tensor(0.7158)
+        >>> varifocal_loss(input, target, divisor=2)  # the sum over 2 positives
+        tensor(0.3579)
+
+    References:
+        Zhang et al., "VarifocalNet: An IoU-aware Dense Object Detector", CVPR 2021.
+        arXiv:2008.13367
+    """
+    where = "varifocal_loss()"
+    alpha = _inputs.check_number("alpha", alpha, validation.NONNEGATIVE, where)
+    gamma = _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
+    call = _elementwise_call(where, input, target, weight, reduction, divisor)
+
+    def terms(x: Tensor, q: Tensor) -> Tensor:
+        return _family.varifocal_terms(x, q, alpha, gamma)
+
+    return _elementwise_loss(input, call, divisor, terms)
+
+
+def quality_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    beta: float = 2.0,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Quality focal loss (QFL, generalized focal loss) on logits, with a soft target.
+
+    With :math:`p = \sigma(x)` and the soft target :math:`y \in [0, 1]` (the quality score at
+    the ground-truth class, 0 elsewhere), the unreduced loss is
+
+    .. math::
+        \ell = -w\, |y - p|^{\beta} \left( (1 - y) \log(1 - p) + y \log p \right),
+
+    the focal loss's modulation by the distance to a soft target. With hard labels it is
+    ``sigmoid_focal_loss(gamma=beta, alpha=None)``. ``'mean'`` averages over all elements.
+    mmdetection's ``quality_focal_loss(pred, (label, score))`` is
+    ``quality_focal_loss(pred, y, reduction='none').sum(1)`` with ``y`` the one-hot of ``label``
+    (background: all zeros) times ``score``. :math:`|y - p|^\beta` is taken in log space
+    (from the log-sigmoids for hard labels); where :math:`p = y` exactly it is 0 with a gradient
+    of 0. Finite at any finite logit.
+
+    Args:
+        input: Logits, any shape (a detector's :math:`(N, C)` class scores).
+        target: Same shape, values in :math:`[0, 1]`.
+        weight: Rescaling weight :math:`w` broadcastable to the input. Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        beta: The focusing parameter :math:`\beta \ge 0`. Default: 2.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the number
+            of elements, e.g. the number of positives. Default: ``None``.
+
+    Shape:
+        - Input: :math:`(*)`. Target: :math:`(*)`. Output: scalar, or :math:`(*)` with
+          ``reduction='none'``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import quality_focal_loss, sigmoid_focal_loss
+        >>> input = torch.tensor([[2.0, -1.0], [-3.0, 0.5]])
+        >>> target = torch.tensor([[0.9, 0.0], [0.0, 0.6]])
+        >>> quality_focal_loss(input, target)
+        tensor(0.0058)
+        >>> hard = (target > 0).float()
+        >>> torch.allclose(quality_focal_loss(input, hard),
+        ...                sigmoid_focal_loss(input, hard, gamma=2.0, alpha=None))
+        True
+
+    References:
+        Li et al., "Generalized Focal Loss: Learning Qualified and Distributed Bounding Boxes
+        for Dense Object Detection", NeurIPS 2020. arXiv:2006.04388
+    """
+    where = "quality_focal_loss()"
+    beta = _inputs.check_number("beta", beta, validation.NONNEGATIVE, where)
+    call = _elementwise_call(where, input, target, weight, reduction, divisor)
+
+    def terms(x: Tensor, y: Tensor) -> Tensor:
+        return _family.quality_focal_terms(x, y, beta)
+
+    return _elementwise_loss(input, call, divisor, terms)
+
+
+def distribution_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    divisor: Divisor | None = None,
+) -> Tensor:
+    r"""Distribution focal loss (DFL, generalized focal loss): cross-entropy toward the two bins
+    around a real-valued target.
+
+    ``input`` holds logits over the bins :math:`0, 1, \dots, n` (a box edge's distance
+    distribution); the target :math:`y \in [0, n]` is real. With
+    :math:`l = \min(\lfloor y \rfloor, n - 1)` and :math:`r = l + 1`, the unreduced loss is
+
+    .. math::
+        \ell = w \left[ (r - y)\, \mathrm{CE}(x, l) + (y - l)\, \mathrm{CE}(x, r) \right],
+        \qquad \mathrm{CE}(x, k) = -\log \operatorname{softmax}(x)_k,
+
+    so the expected bin under the two-point distribution is :math:`y`. ``'mean'`` averages over
+    the elements (mmdetection's ``distribution_focal_loss`` with a weight per sample; a target
+    of exactly :math:`n` takes bins :math:`n - 1` and :math:`n` here, where mmdetection would
+    index bin :math:`n + 1`). ``log_softmax`` is taken once for both bins.
+
+    Args:
+        input: Logits over the :math:`n + 1` bins.
+        target: Real targets in :math:`[0, n]` (a floating or integer tensor). A value outside
+            that range is an error.
+        weight: Rescaling weight :math:`w` broadcastable to the target's shape (one per
+            sample). Default: none.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``. Default: ``'mean'``.
+        divisor: With ``reduction='mean'``, divide the ``'sum'`` by this instead of the number
+            of elements. Default: ``None``.
+
+    Shape:
+        - Input: :math:`(N, n + 1)` or :math:`(N, n + 1, d_1, ..., d_K)`, :math:`n \ge 1`.
+        - Target: :math:`(N)` or :math:`(N, d_1, ..., d_K)`.
+        - Output: scalar; with ``reduction='none'``, the target's shape.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from focalkit import distribution_focal_loss
+        >>> input = torch.tensor([[0.5, 2.0, 1.0, -1.0], [0.0, 0.0, 1.0, 3.0]])
+        >>> target = torch.tensor([1.25, 3.0])
+        >>> distribution_focal_loss(input, target, reduction="none")
+        tensor([0.7452, 0.2110])
+        >>> left = torch.tensor([1, 2])
+        >>> torch.allclose(distribution_focal_loss(input, target, reduction="none"),
+        ...                (left + 1 - target) * F.cross_entropy(input, left, reduction="none")
+        ...                + (target - left) * F.cross_entropy(input, left + 1, reduction="none"))
+        True
+
+    References:
+        Li et al., "Generalized Focal Loss: Learning Qualified and Distributed Bounding Boxes
+        for Dense Object Detection", NeurIPS 2020. arXiv:2006.04388
+    """
+    where = "distribution_focal_loss()"
+    validation.check_reduction(reduction, where)
+    computed = _arguments.reduction_for(reduction, divisor, where)
+    input = _inputs.check_input(input, where)
+    target = _inputs.check_target(target, where)
+    y = _arguments.bin_target(input, target, where)
+    compute_dtype, out_dtype = _inputs.dtypes(input)
+    y = y.to(compute_dtype)
+    like = input.new_empty((), dtype=compute_dtype).expand(y.shape)  # no memory
+    w = _arguments.elementwise_tensor(weight, "weight", like, where)
+    loss = _family.distribution_focal_terms(input.to(compute_dtype), y)
+    if w is not None:
+        loss = loss * w
     return divide(reduce(loss, computed), divisor).to(out_dtype)
 
 

@@ -23,14 +23,18 @@ from focalkit.torch._arguments import Alpha, Divisor
 from focalkit.torch._inputs import ArrayLike
 
 __all__ = [
+    "AsymmetricLoss",
     "BinaryFocalLoss",
+    "DistributionFocalLoss",
     "FocalLoss",
     "LDAMLoss",
     "LinearFocalLoss",
     "NLLFocalLoss",
     "PolyFocalLoss",
     "PolySigmoidFocalLoss",
+    "QualityFocalLoss",
     "SigmoidFocalLoss",
+    "VarifocalLoss",
 ]
 
 
@@ -53,13 +57,23 @@ def _describe(value: object) -> str:
     return repr(value)
 
 
-class _FocalBase(nn.Module):
+class _Configured(nn.Module):
+    """A module whose ``repr`` shows its settings."""
+
+    _settings: tuple[str, ...] = ()  # shown by repr
+    _optional: tuple[str, ...] = ()  # shown by repr where set (not None)
+
+    def extra_repr(self) -> str:
+        shown = self._settings + tuple(n for n in self._optional if getattr(self, n) is not None)
+        return ", ".join(f"{name}={_describe(getattr(self, name))}" for name in shown)
+
+
+class _FocalBase(_Configured):
     """Shared settings, checks and ``repr`` of the focal-loss modules."""
 
     alpha: float | Tensor | None
     weight: Tensor | None
-    _settings: tuple[str, ...] = ("gamma", "alpha", "reduction", "weight")  # shown by repr
-    _optional: tuple[str, ...] = ()  # shown by repr where set (not None)
+    _settings: tuple[str, ...] = ("gamma", "alpha", "reduction", "weight")
     # The softmax family takes alpha >= 0 and a weight per class; the binary one an alpha in
     # [0, 1] and a weight broadcast to the input.
     _softmax = True
@@ -103,10 +117,6 @@ class _FocalBase(nn.Module):
         if buffer is not None:
             validation.check_per_class_length("logit_offset", buffer.shape, None, where)
         self.register_buffer("logit_offset", buffer)
-
-    def extra_repr(self) -> str:
-        shown = self._settings + tuple(n for n in self._optional if getattr(self, n) is not None)
-        return ", ".join(f"{name}={_describe(getattr(self, name))}" for name in shown)
 
 
 class FocalLoss(_FocalBase):
@@ -485,4 +495,163 @@ class LinearFocalLoss(_FocalBase):
             chunk_size=self.chunk_size,
             divisor=divisor,
             logit_offset=self.logit_offset,
+        )
+
+
+class _ElementwiseBase(_Configured):
+    """Shared settings of the element-wise family losses: a reduction and a weight buffer."""
+
+    weight: Tensor | None
+
+    def __init__(self, reduction: Reduction, weight: ArrayLike | None) -> None:
+        super().__init__()
+        validation.check_reduction(reduction, f"{type(self).__name__}()")
+        self.reduction: Reduction = reduction
+        self.register_buffer("weight", _buffer(weight, "weight", f"{type(self).__name__}()"))
+
+
+class AsymmetricLoss(_ElementwiseBase):
+    """Asymmetric loss for multi-label classification. See :func:`asymmetric_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import AsymmetricLoss
+        >>> criterion = AsymmetricLoss(gamma_neg=4.0, clip=0.05)
+        >>> criterion
+        AsymmetricLoss(gamma_pos=0.0, gamma_neg=4.0, clip=0.05, reduction='mean', weight=None)
+        >>> criterion(torch.tensor([[3.0, -1.0, 0.5]]), torch.tensor([[1.0, 0.0, 0.0]]))
+        tensor(0.0468)
+    """
+
+    _settings = ("gamma_pos", "gamma_neg", "clip", "reduction", "weight")
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        *,
+        gamma_pos: float = 0.0,
+        gamma_neg: float = 4.0,
+        clip: float = 0.05,
+    ) -> None:
+        super().__init__(reduction, weight)
+        where = "AsymmetricLoss()"
+        self.gamma_pos = _inputs.check_number("gamma_pos", gamma_pos, validation.NONNEGATIVE, where)
+        self.gamma_neg = _inputs.check_number("gamma_neg", gamma_neg, validation.NONNEGATIVE, where)
+        self.clip = validation.check_clip(clip, where)
+
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
+        return functional.asymmetric_loss(
+            input,
+            target,
+            self.weight,
+            self.reduction,
+            gamma_pos=self.gamma_pos,
+            gamma_neg=self.gamma_neg,
+            clip=self.clip,
+            divisor=divisor,
+        )
+
+
+class VarifocalLoss(_ElementwiseBase):
+    """Varifocal loss with an IoU-aware target score. See :func:`varifocal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import VarifocalLoss
+        >>> criterion = VarifocalLoss()
+        >>> criterion
+        VarifocalLoss(alpha=0.75, gamma=2.0, reduction='mean', weight=None)
+        >>> criterion(torch.tensor([[2.0, -1.0]]), torch.tensor([[0.9, 0.0]]), divisor=1)
+        tensor(0.3112)
+    """
+
+    _settings = ("alpha", "gamma", "reduction", "weight")
+
+    def __init__(
+        self,
+        weight: ArrayLike | None = None,
+        reduction: Reduction = "mean",
+        *,
+        alpha: float = 0.75,
+        gamma: float = 2.0,
+    ) -> None:
+        super().__init__(reduction, weight)
+        where = "VarifocalLoss()"
+        self.alpha = _inputs.check_number("alpha", alpha, validation.NONNEGATIVE, where)
+        self.gamma = _inputs.check_number("gamma", gamma, validation.NONNEGATIVE, where)
+
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
+        return functional.varifocal_loss(
+            input,
+            target,
+            self.weight,
+            self.reduction,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            divisor=divisor,
+        )
+
+
+class QualityFocalLoss(_ElementwiseBase):
+    """Quality focal loss with a soft target. See :func:`quality_focal_loss`.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import QualityFocalLoss
+        >>> criterion = QualityFocalLoss(beta=2.0)
+        >>> criterion
+        QualityFocalLoss(beta=2.0, reduction='mean', weight=None)
+        >>> criterion(torch.tensor([[2.0, -1.0]]), torch.tensor([[0.9, 0.0]]))
+        tensor(0.0114)
+    """
+
+    _settings = ("beta", "reduction", "weight")
+
+    def __init__(
+        self, weight: ArrayLike | None = None, reduction: Reduction = "mean", *, beta: float = 2.0
+    ) -> None:
+        super().__init__(reduction, weight)
+        self.beta = _inputs.check_number("beta", beta, validation.NONNEGATIVE, "QualityFocalLoss()")
+
+    def forward(self, input: Tensor, target: Tensor, *, divisor: Divisor | None = None) -> Tensor:
+        return functional.quality_focal_loss(
+            input, target, self.weight, self.reduction, beta=self.beta, divisor=divisor
+        )
+
+
+class DistributionFocalLoss(_Configured):
+    """Distribution focal loss over the bins of a real target. See
+    :func:`distribution_focal_loss`.
+
+    ``forward(input, target, weight=None)`` takes the weight, one per sample (e.g. a box's
+    quality score), with each call, as mmdetection's ``DistributionFocalLoss`` does.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import DistributionFocalLoss
+        >>> criterion = DistributionFocalLoss()
+        >>> criterion
+        DistributionFocalLoss(reduction='mean')
+        >>> criterion(torch.tensor([[0.5, 2.0, 1.0, -1.0]]), torch.tensor([1.25]))
+        tensor(0.7452)
+    """
+
+    _settings = ("reduction",)
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        validation.check_reduction(reduction, "DistributionFocalLoss()")
+        self.reduction: Reduction = reduction
+
+    def forward(
+        self,
+        input: Tensor,
+        target: Tensor,
+        weight: Tensor | None = None,
+        *,
+        divisor: Divisor | None = None,
+    ) -> Tensor:
+        return functional.distribution_focal_loss(
+            input, target, weight, self.reduction, divisor=divisor
         )
