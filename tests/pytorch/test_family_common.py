@@ -17,9 +17,13 @@ from typing import NamedTuple
 import pytest
 import torch
 from oracles import (
+    asymmetric_reference,
+    distribution_focal_reference,
     poly_sigmoid_reference,
     poly_softmax_reference,
+    quality_focal_reference,
     softmax_focal_reference,
+    varifocal_reference,
 )
 from torch.autograd import gradcheck, gradgradcheck
 
@@ -45,6 +49,7 @@ class Member(NamedTuple):
 COUNTS = [500, 120, 40, 7]
 WEIGHT = [0.5, 2.0, 1.0, 1.5]
 ALPHA = [0.1, 0.4, 0.3, 0.2]
+SAMPLE_WEIGHT = torch.tensor([0.5, 1.0, 2.0, 1.5])
 
 
 OFFSET = torch.tensor(focalkit.logit_adjustment(COUNTS, 0.7))
@@ -63,6 +68,18 @@ def _probability_target(shape: tuple[int, ...], generator: torch.Generator) -> t
 def _soft_target(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     target = torch.rand(shape, generator=generator, dtype=torch.float64)
     target.view(-1)[::3] = target.view(-1)[::3].round()  # hard labels among the soft ones
+    return target
+
+
+def _iou_target(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    iou = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return torch.where(torch.rand(shape, generator=generator) < 0.5, iou, torch.zeros_like(iou))
+
+
+def _distance_target(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    n = shape[1] - 1
+    target = torch.rand(shape[0], generator=generator, dtype=torch.float64) * n
+    target[-2:] = torch.tensor([0.0, float(n)])  # both ends
     return target
 
 
@@ -114,6 +131,40 @@ MEMBERS: dict[str, Member] = {
         (3, 4),
         _soft_target,
         elementwise=True,
+    ),
+    "asymmetric": Member(
+        lambda x, t, **kw: focalkit.asymmetric_loss(
+            x, t, torch.tensor(WEIGHT), gamma_pos=1.0, gamma_neg=3.0, clip=0.05, **kw
+        ),
+        lambda x, t, **kw: asymmetric_reference(
+            x, t, weight=WEIGHT, gamma_pos=1.0, gamma_neg=3.0, clip=0.05, **kw
+        ),
+        (3, 4),
+        _soft_target,
+        elementwise=True,
+    ),
+    "varifocal": Member(
+        lambda x, t, **kw: focalkit.varifocal_loss(
+            x, t, torch.tensor(WEIGHT), alpha=0.6, gamma=1.5, **kw
+        ),
+        lambda x, t, **kw: varifocal_reference(x, t, weight=WEIGHT, alpha=0.6, gamma=1.5, **kw),
+        (3, 4),
+        _iou_target,
+        elementwise=True,
+    ),
+    "quality focal": Member(
+        lambda x, t, **kw: focalkit.quality_focal_loss(x, t, torch.tensor(WEIGHT), beta=1.5, **kw),
+        lambda x, t, **kw: quality_focal_reference(x, t, weight=WEIGHT, beta=1.5, **kw),
+        (3, 4),
+        _soft_target,
+        elementwise=True,
+    ),
+    "distribution focal": Member(
+        lambda x, t, **kw: focalkit.distribution_focal_loss(x, t, SAMPLE_WEIGHT, **kw),
+        lambda x, t, **kw: distribution_focal_reference(x, t, weight=SAMPLE_WEIGHT, **kw),
+        (4, 5),
+        _distance_target,
+        elementwise=False,
     ),
 }
 
@@ -211,7 +262,11 @@ def test_autocast_computes_in_float32(name: str) -> None:
     torch.testing.assert_close(out, member.loss(low.float(), target))
 
 
-@pytest.mark.parametrize("name", MEMBERS)
+# compiling is slow: a few members, one of each kind of kernel
+COMPILED = ["logit-adjusted", "poly sigmoid", "asymmetric", "distribution focal"]
+
+
+@pytest.mark.parametrize("name", COMPILED)
 def test_compiled_fullgraph_matches_eager(name: str) -> None:
     member = MEMBERS[name]
     x, target = _inputs(member, torch.float32, seed=5)
@@ -253,6 +308,14 @@ TORCH_NAMES = [
     "PolyFocalLoss",
     "poly_sigmoid_focal_loss",
     "PolySigmoidFocalLoss",
+    "asymmetric_loss",
+    "AsymmetricLoss",
+    "varifocal_loss",
+    "VarifocalLoss",
+    "quality_focal_loss",
+    "QualityFocalLoss",
+    "distribution_focal_loss",
+    "DistributionFocalLoss",
 ]
 
 
