@@ -176,7 +176,8 @@ def blobs(seed: int, counts: tuple[int, ...] = (200, 50, 8), test: int = 100) ->
 def test_logit_adjustment_raises_the_rarest_class_recall_over_cross_entropy() -> None:
     """Where the classes overlap, cross-entropy's boundary favours the common classes; adding
     log n_c in training and predicting with the plain logits moves it back (Menon et al.). On
-    three seeds the rare class's recall rises by 0.15 to 0.27; the test asks for 0.05 on each."""
+    these three seeds the rare class's recall rises from 0.67, 0.78, 0.73 to 0.83, 0.97, 0.92
+    (by 0.15 to 0.27 over seeds 0 to 4); the test asks for more than 0.05 on each."""
     settings = Settings(epochs=20, hidden=32, learning_rate=1e-2)
     gains = []
     with training.torch_threads(1):
