@@ -512,3 +512,22 @@ def test_family_modules_call_their_functions() -> None:
     module = focalkit.DistributionFocalLoss(reduction="sum")
     expected = focalkit.distribution_focal_loss(bins, distances, per_sample, "sum")
     _assert_same(module(bins, distances, per_sample), expected, bins)
+
+
+def test_shifted_softmax_kernel_flushes_only_negligible_probabilities() -> None:
+    # LDAM's scale spreads the logits beyond float32's exponent range: the kernel flushes the
+    # probabilities below 1e-19 of the largest to 0, which the definition keeps.
+    generator = torch.Generator().manual_seed(15)
+    input = (torch.randn(64, 50, generator=generator) * 3).requires_grad_()
+    input.data[0, 1] = -torch.inf  # a masked logit
+    target = torch.randint(2, 50, (64,), generator=generator)
+    margins = focalkit.ldam_margins(np.arange(1, 51))
+    results = []
+    for kernels in (True, False):
+        with _kernels.use_kernels(kernels):
+            loss = focalkit.ldam_loss(input, target, margins, gamma=1.0)
+        results.append((loss.detach(), torch.autograd.grad(loss, input)[0]))
+    (loss, grad), (expected_loss, expected_grad) = results
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
+    assert grad[0, 1] == 0.0

@@ -17,6 +17,7 @@ LDAM and PolyLoss cost what the focal loss costs.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -40,6 +41,17 @@ from focalkit.torch._reduction import reduce
 # Elements per chunk: the chunk's logits are shifted and turned into the gradient in place, so
 # the only temporaries are one element per row; chunks as large as the softmax kernel's.
 CHUNK = 1 << 24
+
+# On the CPU, exp of an argument below log(smallest normal number) (about -87 in float32) and
+# arithmetic on the subnormal numbers it returns are tens of times slower than on normal ones. In
+# rows whose shifted logits z - max z spread beyond FLUSH_SPREAD (half that log), the
+# probabilities below e^-FLUSH_SPREAD times the largest (1e-19 in float32: far below its
+# resolution, in the loss and in the gradient) are flushed to 0: clamped before exp, and zeroed
+# after it by a threshold just above what exp returns there.
+FLUSH_SPREAD = {
+    dtype: -0.5 * math.log(torch.finfo(dtype).tiny) for dtype in (torch.float32, torch.float64)
+}
+FLUSHED = {dtype: math.exp(-spread) * (1.0 + 1e-6) for dtype, spread in FLUSH_SPREAD.items()}
 SCRATCH_CHUNK = 1 << 21  # with a float32 scratch buffer (half-precision input, or no gradient)
 
 
@@ -128,27 +140,46 @@ def _chunk(
     chunk: slice,
     grad_scale: Tensor | float | None,
 ) -> Tensor:
-    """A chunk's loss per element ``(n, 1, d...)``; ``work`` gets ``coef h'(s_t) (p - onehot)``."""
+    r"""A chunk's loss per element ``(n, 1, d...)``; ``work`` gets ``coef h'(s_t) (p - onehot)``.
+
+    The softmax is written out: ``work`` gets :math:`z - \max z` (without an offset the extremes
+    are taken over ``x``, the scale being positive), then :math:`e^{z - \max z}`, whose row sums
+    give :math:`\log p_t`. On the CPU, rows spread wider than :data:`FLUSH_SPREAD` (as LDAM's
+    scale makes them) have their smallest probabilities flushed to 0 (see there).
+    """
     index = settings.target_index[chunk]
-    scale = settings.logit_scale
-    # z = scale (x + offset) in one pass (offset is already scaled), written into work
-    if offset is not None:
-        logits = torch.add(offset, x, alpha=1.0 if scale is None else scale, out=work)
-    elif scale is not None:
-        logits = torch.mul(x, scale, out=work)
+    scale = 1.0 if settings.logit_scale is None else settings.logit_scale
+    on_cpu = work.device.type == "cpu"  # where the spread matters (see FLUSH_SPREAD)
+    bottom = None
+    if offset is not None:  # offset is already scaled: z = scale x + offset, then z - max z
+        logits = torch.add(offset, x, alpha=scale, out=work)
+        top = logits.amax(1, keepdim=True)
+        if on_cpu:
+            bottom = logits.amin(1, keepdim=True)
+        logits.sub_(top)
     else:
-        logits = x  # log_softmax reads it in its own dtype and writes the compute dtype
+        top = x.amax(1, keepdim=True).to(work.dtype) * scale
+        if on_cpu:
+            bottom = x.amin(1, keepdim=True).to(work.dtype) * scale
+        torch.add(-top, x, alpha=scale, out=work)
     if settings.margin is not None:
-        margin = settings.margin[chunk]
-        if logits is x:
-            logits = work.copy_(x)
-        logits.scatter_add_(1, index, margin * -(1.0 if scale is None else scale))
+        margin = settings.margin[chunk] * -scale
+        work.scatter_add_(1, index, margin)
+        if bottom is not None:
+            bottom = bottom + margin
+    shifted_target = work.gather(1, index)  # z_t - max z
+    flush = bottom is not None and bool(((top - bottom) > FLUSH_SPREAD[work.dtype]).any())
+    if flush:
+        work.clamp_min_(-FLUSH_SPREAD[work.dtype])
+    work.exp_()
+    if flush:
+        torch.threshold_(work, FLUSHED[work.dtype], 0.0)
+    total = work.sum(1, keepdim=True)  # work: e^(z - max z)
     coef = settings.coef[chunk]
-    log_p = torch.log_softmax(logits, 1, dtype=work.dtype, out=work)
     # Elements of weight 0 (ignored ones) take s_t = 0, so that their terms are 0 even where a
     # masked logit (-inf) makes their s_t = -inf.
-    log_pt = torch.where(coef != 0, log_p.gather(1, index), 0.0)
+    log_pt = torch.where(coef != 0, shifted_target - total.log(), 0.0)
     loss, slope = poly_target_terms(log_pt, coef, settings.gamma, settings.epsilon, grad_scale)
-    if slope is not None:
-        work.exp_().scatter_(1, index, torch.expm1(log_pt)).mul_(slope)
+    if slope is not None:  # slope (p - onehot), with p = e^(z - max z) / total
+        work.mul_(slope / total).scatter_(1, index, slope * torch.expm1(log_pt))
     return loss
