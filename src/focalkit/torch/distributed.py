@@ -106,11 +106,22 @@ from torch import Tensor
 from focalkit._core import validation
 from focalkit.torch import _inputs
 from focalkit.torch._inputs import ArrayLike
+from focalkit.torch._vocab_parallel import (
+    vocab_parallel_linear_softmax_focal_loss,
+    vocab_parallel_softmax_focal_loss,
+)
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup, Work
 
-__all__ = ["DivisorKind", "global_divisor", "global_mean_loss", "mean_divisor"]
+__all__ = [
+    "DivisorKind",
+    "global_divisor",
+    "global_mean_loss",
+    "mean_divisor",
+    "vocab_parallel_linear_softmax_focal_loss",
+    "vocab_parallel_softmax_focal_loss",
+]
 
 DivisorKind = Literal["class_index", "probability", "elementwise"]
 r"""What a ``'mean'`` divides by, by the kind of target.
