@@ -531,3 +531,50 @@ def test_shifted_softmax_kernel_flushes_only_negligible_probabilities() -> None:
     torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=0.0)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
     assert grad[0, 1] == 0.0
+
+
+ELEMENTWISE = [
+    ("asymmetric", lambda x, y, **o: focalkit.asymmetric_loss(x, y, gamma_pos=0.5, **o)),
+    ("asymmetric clip 0", lambda x, y, **o: focalkit.asymmetric_loss(x, y, clip=0.0, **o)),
+    ("asymmetric gamma 0", lambda x, y, **o: focalkit.asymmetric_loss(x, y, gamma_neg=0.0, **o)),
+    ("varifocal", lambda x, y, **o: focalkit.varifocal_loss(x, y, **o)),
+    ("varifocal gamma 0.5", lambda x, y, **o: focalkit.varifocal_loss(x, y, gamma=0.5, **o)),
+    ("quality", lambda x, y, **o: focalkit.quality_focal_loss(x, y, **o)),
+    ("quality beta 0.5", lambda x, y, **o: focalkit.quality_focal_loss(x, y, beta=0.5, **o)),
+    ("poly", lambda x, y, **o: focalkit.poly_sigmoid_focal_loss(x, y, **o)),
+    ("poly gamma 0.5", lambda x, y, **o: focalkit.poly_sigmoid_focal_loss(x, y, gamma=0.5, **o)),
+]
+
+
+@pytest.mark.parametrize(("name", "loss"), ELEMENTWISE, ids=[name for name, _ in ELEMENTWISE])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(), (7,), (5, 4), (3, 4, 2)], ids=["0d", "1d", "2d", "3d"])
+def test_elementwise_kernel_matches_its_definition(
+    name: str, loss: object, reduction: str, shape: tuple[int, ...]
+) -> None:
+    input = (_logits(*shape, seed=16) * 3).detach().requires_grad_()
+    target = (
+        _soft_labels(*shape, seed=17) if shape and shape[-1] > 1 else torch.rand(shape).double()
+    )
+    target = target * (torch.rand(shape, dtype=torch.float64) < 0.6)  # varifocal's zeros
+    weight = torch.rand(shape[-1:], dtype=torch.float64) if shape else None
+    results = []
+    for kernels in (True, False):
+        with _kernels.use_kernels(kernels):
+            value = loss(input, target, weight=weight, reduction=reduction)  # type: ignore[operator]
+        results.append(value)
+    _assert_same(*results, input)
+
+
+@pytest.mark.parametrize(("name", "loss"), ELEMENTWISE[::3], ids=[n for n, _ in ELEMENTWISE[::3]])
+def test_elementwise_kernel_in_half_precision(name: str, loss: object) -> None:
+    input = (_logits(6, 5, seed=18) * 3).detach().half().float()
+    target = _soft_labels(6, 5).float()
+    expected = loss(input, target)  # type: ignore[operator]
+    half = input.half().requires_grad_()
+    value = loss(half, target.half())  # type: ignore[operator]
+    assert value.dtype == torch.float16
+    value.backward()
+    assert half.grad is not None
+    assert half.grad.dtype == torch.float16
+    torch.testing.assert_close(value.float(), expected, rtol=2e-2, atol=1e-3)

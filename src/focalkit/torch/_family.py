@@ -272,3 +272,159 @@ def distribution_focal_terms(x: Tensor, y: Tensor) -> Tensor:
     log_left = log_p.gather(1, left_index).squeeze(1)
     log_right = log_p.gather(1, left_index + 1).squeeze(1)
     return -((left + 1.0 - y) * log_left + (y - left) * log_right)
+
+
+# The element-wise losses' values and gradients, for the kernels (no autograd). Each takes the
+# logits x and the target y of one chunk, in the compute dtype, and returns the loss and, where
+# ``with_grad``, its derivative in x, both without the weight. With p = sigmoid(x) and
+# q = sigmoid(-x) = 1 - p, each taken from its own log-sigmoid (so that both keep their relative
+# precision in the tails), dp/dx = p q, d log p / dx = q and d log q / dx = -p.
+
+
+def _sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``log p``, ``log q``, ``p`` and ``q`` of the logits."""
+    log_p = F.logsigmoid(x)
+    log_q = F.logsigmoid(-x)
+    return log_p, log_q, log_p.exp(), log_q.exp()
+
+
+def asymmetric_value_and_slope(
+    x: Tensor, y: Tensor, gamma_pos: float, gamma_neg: float, clip: float, with_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    r"""The asymmetric loss per element and its derivative.
+
+    .. math::
+        \ell_+ = -y q^{\gamma_+} \log p, \qquad
+        \ell_+' = y q^{\gamma_+} (\gamma_+ p \log p - q); \\
+        \ell_- = -(1 - y) p_m^{\gamma_-} \log(q + m), \qquad
+        \ell_-' = (1 - y)\, p q\, p_m^{\gamma_-}
+            \left( \frac{1}{q + m} - \gamma_- \frac{\log(1 - p_m)}{p_m} \right)
+
+    where :math:`p_m = p - m > 0` (0 elsewhere); for :math:`m = 0` the second reads
+    :math:`(1 - y) p^{\gamma_-} (p - \gamma_- q \log q)`. Every factor is bounded:
+    :math:`\log(1 - p_m) / p_m \to -1` as :math:`p_m \to 0`.
+
+    >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    >>> y = torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64)
+    >>> loss = asymmetric_terms(x, y, 1.0, 4.0, 0.05)
+    >>> value, slope = asymmetric_value_and_slope(x.detach(), y, 1.0, 4.0, 0.05, True)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    True
+    """
+    log_p, log_q, p, q = _sigmoid_parts(x)
+    not_y = 1.0 - y
+    focus_pos = q if gamma_pos == 1 else (log_q * gamma_pos).exp_()
+    positive = y * focus_pos  # y q^gamma_pos
+    loss = -positive * log_p
+    grad = None
+    if with_grad:
+        grad = positive * (p * log_p * gamma_pos - q)
+    if clip == 0:
+        negative = not_y if gamma_neg == 0 else not_y * (log_p * gamma_neg).exp_()
+        loss = loss - negative * log_q
+        if grad is not None:
+            grad = grad + negative * (p - q * log_q * gamma_neg)
+        return loss, grad
+    above = p > clip
+    shifted = torch.where(above, p - clip, 0.5)  # p_m, read where p > clip only
+    log_1m_shifted = torch.log(q + clip)
+    negative = torch.where(above, not_y, 0.0)
+    if gamma_neg != 0:
+        negative = negative * shifted.pow(gamma_neg)
+    loss = loss - negative * log_1m_shifted
+    if grad is not None:
+        ratio = torch.log1p(-shifted).div_(shifted)  # log(1 - p_m) / p_m
+        grad = grad + negative * p * q * ((q + clip).reciprocal() - ratio * gamma_neg)
+    return loss, grad
+
+
+def varifocal_value_and_slope(
+    x: Tensor, q_target: Tensor, alpha: float, gamma: float, with_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    r"""The varifocal loss per element and its derivative: where :math:`t > 0`,
+    :math:`t\, \mathrm{BCE}(x, t)` with derivative :math:`t (p - t)`; where :math:`t = 0`,
+    :math:`-\alpha p^\gamma \log q` with derivative :math:`\alpha p^\gamma (p - \gamma q \log q)`.
+
+    >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    >>> t = torch.tensor([0.9, 0.0, 0.3], dtype=torch.float64)
+    >>> loss = varifocal_terms(x, t, 0.75, 2.0)
+    >>> value, slope = varifocal_value_and_slope(x.detach(), t, 0.75, 2.0, True)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    True
+    """
+    log_p, log_q, p, q = _sigmoid_parts(x)
+    negative = torch.where(q_target == 0, alpha, 0.0)
+    if gamma != 0:
+        negative = negative * (log_p * gamma).exp_()  # alpha p^gamma at the negatives
+    positive = q_target * q_target
+    # t BCE(x, t) = -(t^2 log p + t (1 - t) log q); the negatives' term adds -alpha p^g log q
+    loss = -(positive * log_p + (q_target - positive + negative) * log_q)
+    if not with_grad:
+        return loss, None
+    grad = q_target * (p - q_target) + negative * (p - q * log_q * gamma)
+    return loss, grad
+
+
+def quality_focal_value_and_slope(
+    x: Tensor, y: Tensor, beta: float, with_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    r"""The quality focal loss per element and its derivative. With :math:`d = y - p`
+    (:math:`y q - (1 - y) p`, exact for hard labels) and :math:`B` the BCE,
+
+    .. math::
+        \ell = |d|^\beta B, \qquad
+        \ell' = -\operatorname{sign}(d)\, |d|^{\beta - 1} (\beta p q B + d^2),
+
+    taken as 0 where :math:`d = 0` (the cusp).
+
+    >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    >>> y = torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64)
+    >>> loss = quality_focal_terms(x, y, 1.5)
+    >>> value, slope = quality_focal_value_and_slope(x.detach(), y, 1.5, True)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    True
+    """
+    log_p, log_q, p, q = _sigmoid_parts(x)
+    bce = -(y * log_p + (1.0 - y) * log_q)
+    difference = y * q - (1.0 - y) * p
+    power = difference.abs().pow_(beta)
+    loss = power * bce
+    if not with_grad:
+        return loss, None
+    # sign(d) |d|^(beta - 1) = |d|^beta / d, and 0 where d = 0
+    factor = torch.where(difference != 0, power / difference, 0.0)
+    grad = (p * q * bce * beta + difference * difference) * factor
+    return loss, grad.neg_()
+
+
+def poly_binary_value_and_slope(
+    x: Tensor, y: Tensor, gamma: float, epsilon: float, with_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    r"""The Poly-1 binary term per element and its derivative (without :math:`\alpha_t w`).
+    With :math:`m = 1 - p_t = y q + (1 - y) p`, :math:`m' = p q (1 - 2 y)`, :math:`B` the BCE
+    and :math:`B' = p - y`,
+
+    .. math::
+        \ell = m^\gamma B + \epsilon m^{\gamma + 1}, \qquad
+        \ell' = m^\gamma \left( \gamma \frac{m'}{m} B + B' + \epsilon (\gamma + 1) m' \right),
+
+    where :math:`|m' / m| \le 1` (read as 0 where :math:`m` underflows to 0).
+
+    >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    >>> y = torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64)
+    >>> loss = poly_binary_term(x, y, 0.5, 2.0)
+    >>> value, slope = poly_binary_value_and_slope(x.detach(), y, 0.5, 2.0, True)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    True
+    """
+    log_p, log_q, p, q = _sigmoid_parts(x)
+    bce = -(y * log_p + (1.0 - y) * log_q)
+    m = y * q + (1.0 - y) * p
+    power = m.pow(gamma)
+    loss = power * (bce + epsilon * m)
+    if not with_grad:
+        return loss, None
+    slope_m = p * q * (1.0 - 2.0 * y)  # m'
+    ratio = torch.where(m > 0, slope_m / m, 0.0)
+    grad = power * (ratio * bce * gamma + (p - y) + slope_m * (epsilon * (gamma + 1.0)))
+    return loss, grad

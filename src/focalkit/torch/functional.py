@@ -21,7 +21,12 @@ from focalkit.torch._arguments import Alpha, Divisor, Gamma
 from focalkit.torch._autograd import binary_focal_term, nll_focal_term
 from focalkit.torch._focal import binary_coefficient
 from focalkit.torch._inputs import ArrayLike
-from focalkit.torch._kernels.family import ShiftedSoftmaxFocal
+from focalkit.torch._kernels.family import (
+    ElementwiseFamily,
+    ElementwiseSettings,
+    ShiftedSoftmaxFocal,
+    ValueAndSlope,
+)
 from focalkit.torch._reduction import divide, reduce
 from focalkit.torch._settings import SoftmaxSettings
 
@@ -755,9 +760,23 @@ def poly_sigmoid_focal_loss(
         input, target, weight, computed, None, gamma, alpha, where
     )
     compute_dtype, y, w, _, a, gamma = settings[:6]
-    x = input.to(compute_dtype)
-    loss = binary_coefficient(_family.poly_binary_term(x, y, gamma, epsilon), y, w, a)
-    return divide(reduce(loss, computed), divisor).to(out_dtype)
+    call = _ElementwiseCall(compute_dtype, out_dtype, y, w, computed)
+
+    def terms(x: Tensor, y: Tensor) -> Tensor:
+        return binary_coefficient(_family.poly_binary_term(x, y, gamma, epsilon), y, None, a)
+
+    kernel = None
+    if not isinstance(a, Tensor) and not isinstance(gamma, Tensor):
+        number_gamma = float(gamma)
+
+        def kernel(x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
+            loss, grad = _family.poly_binary_value_and_slope(x, y, number_gamma, epsilon, with_grad)
+            if a is None:
+                return loss, grad
+            coefficient = _focal.alpha_t(y, a)
+            return loss.mul_(coefficient), None if grad is None else grad.mul_(coefficient)
+
+    return _elementwise_loss(input, call, divisor, terms, kernel)
 
 
 class _ElementwiseCall(NamedTuple):
@@ -794,12 +813,29 @@ def _elementwise_loss(
     call: _ElementwiseCall,
     divisor: Divisor | None,
     terms: Callable[[Tensor, Tensor], Tensor],
+    value_and_slope: ValueAndSlope | None,
 ) -> Tensor:
-    """``terms(x, y)`` times the weight, reduced, divided and in the output dtype."""
-    loss = terms(input.to(call.compute_dtype), call.target)
-    if call.weight is not None:
-        loss = loss * call.weight
-    return divide(reduce(loss, call.reduction), divisor).to(call.out_dtype)
+    """``terms(x, y)`` times the weight, reduced, divided and in the output dtype: by the
+    element-wise kernel over ``value_and_slope`` where it applies, else by autograd."""
+
+    def definition(input: Tensor) -> Tensor:
+        loss = terms(input.to(call.compute_dtype), call.target)
+        if call.weight is not None:
+            loss = loss * call.weight
+        return reduce(loss, call.reduction)
+
+    if value_and_slope is None or not _kernels.applicable(input, call.target, call.weight):
+        return divide(definition(input), divisor).to(call.out_dtype)
+    settings = ElementwiseSettings(
+        value_and_slope,
+        call.target,
+        call.weight,
+        call.reduction,
+        call.compute_dtype,
+        torch.is_grad_enabled() and input.requires_grad,
+    )
+    out: Tensor = ElementwiseFamily.apply(input, settings, definition)  # type: ignore[no-untyped-call]
+    return divide(out, divisor).to(call.out_dtype)
 
 
 def asymmetric_loss(
@@ -879,7 +915,10 @@ def asymmetric_loss(
     def terms(x: Tensor, y: Tensor) -> Tensor:
         return _family.asymmetric_terms(x, y, gamma_pos, gamma_neg, clip)
 
-    return _elementwise_loss(input, call, divisor, terms)
+    def value_and_slope(x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
+        return _family.asymmetric_value_and_slope(x, y, gamma_pos, gamma_neg, clip, with_grad)
+
+    return _elementwise_loss(input, call, divisor, terms, value_and_slope)
 
 
 def varifocal_loss(
@@ -952,7 +991,10 @@ def varifocal_loss(
     def terms(x: Tensor, q: Tensor) -> Tensor:
         return _family.varifocal_terms(x, q, alpha, gamma)
 
-    return _elementwise_loss(input, call, divisor, terms)
+    def value_and_slope(x: Tensor, q: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
+        return _family.varifocal_value_and_slope(x, q, alpha, gamma, with_grad)
+
+    return _elementwise_loss(input, call, divisor, terms, value_and_slope)
 
 
 def quality_focal_loss(
@@ -1016,7 +1058,10 @@ def quality_focal_loss(
     def terms(x: Tensor, y: Tensor) -> Tensor:
         return _family.quality_focal_terms(x, y, beta)
 
-    return _elementwise_loss(input, call, divisor, terms)
+    def value_and_slope(x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
+        return _family.quality_focal_value_and_slope(x, y, beta, with_grad)
+
+    return _elementwise_loss(input, call, divisor, terms, value_and_slope)
 
 
 def distribution_focal_loss(

@@ -18,6 +18,7 @@ LDAM and PolyLoss cost what the focal loss costs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -183,3 +184,81 @@ def _chunk(
     if slope is not None:  # slope (p - onehot), with p = e^(z - max z) / total
         work.mul_(slope / total).scatter_(1, index, slope * torch.expm1(log_pt))
     return loss
+
+
+ValueAndSlope = Callable[[Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
+
+# Elements per chunk of the element-wise kernel: a dozen temporaries of this size stay in cache.
+ELEMENTWISE_CHUNK = 1 << 16
+
+
+class ElementwiseSettings(NamedTuple):
+    """What :class:`ElementwiseFamily` reads."""
+
+    value_and_slope: ValueAndSlope  # (x, y, with_grad) -> (loss, d loss / d x), unweighted
+    target: Tensor  # the input's shape, in the compute dtype
+    weight: Tensor | None  # broadcastable to the input, in the compute dtype
+    reduction: str
+    compute_dtype: torch.dtype
+    needs_grad: bool
+
+
+class ElementwiseFamily(ScaledGrad):
+    r"""An element-wise loss on logits with a hand-derived slope (``value_and_slope``, from
+    :mod:`focalkit.torch._family`): row chunks of the input are turned into the loss and the
+    gradient, which is written into one buffer of the input's size, the only one kept for
+    backward; every temporary is a chunk's size."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, input: Tensor, settings: ElementwiseSettings, recompute: Recompute
+    ) -> Tensor:
+        with no_autocast(input):
+            out, unit_grad, factor = _elementwise_forward(
+                input, settings, needs_grad=settings.needs_grad
+            )
+        rerun = partial(_elementwise_forward, input, settings, needs_grad=True)
+        save(ctx, input, unit_grad, recompute, lambda: computed_grad(rerun()), 3, None, factor)
+        return out
+
+
+def _elementwise_forward(
+    input: Tensor, settings: ElementwiseSettings, *, needs_grad: bool
+) -> tuple[Tensor, Tensor | None, float | None]:
+    """Loss, unit gradient, and the factor still to multiply that gradient by (None: none)."""
+    compute_dtype, reduction = settings.compute_dtype, settings.reduction
+    batched = input if input.dim() else input.unsqueeze(0)
+    target = settings.target.expand(input.shape)
+    weight = None if settings.weight is None else settings.weight.expand(input.shape)
+    if not input.dim():
+        target = target.unsqueeze(0)
+        weight = None if weight is None else weight.unsqueeze(0)
+    rows, row_elements = batched.shape[0], batched[:1].numel()
+    unit_grad = None
+    if needs_grad:
+        unit_grad = torch.empty(batched.shape, dtype=input.dtype, device=input.device)
+    losses = None
+    if reduction == "none":
+        losses = torch.empty(batched.shape, dtype=compute_dtype, device=input.device)
+    total = torch.zeros((), dtype=compute_dtype, device=input.device)
+    for chunk in row_chunks(rows, row_elements, ELEMENTWISE_CHUNK):
+        x = batched[chunk].to(compute_dtype)
+        loss, grad = settings.value_and_slope(x, target[chunk], needs_grad)
+        if weight is not None:
+            loss = loss * weight[chunk]
+            grad = None if grad is None else grad.mul_(weight[chunk])
+        if losses is None:
+            total = total + loss.sum()
+        else:
+            losses[chunk] = loss
+        if unit_grad is not None and grad is not None:
+            unit_grad[chunk] = grad
+    factor = None
+    if losses is not None:
+        out = losses.reshape(input.shape)
+    elif reduction == "mean":
+        out = total / input.numel()
+        factor = 1.0 / max(input.numel(), 1)  # applied by backward's scaling
+    else:
+        out = total
+    return out, None if unit_grad is None else unit_grad.reshape(input.shape), factor
