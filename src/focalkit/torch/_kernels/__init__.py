@@ -11,17 +11,18 @@ of the buffer, and that one scaling applies it: one pass over the buffer fewer.
 Two cases take the eager definition instead: a second backward through the same graph
 (``retain_graph=True``; the buffer was consumed by the first) and double backward
 (``create_graph=True``); there the backward recomputes the loss from the saved input with
-autograd. Under ``torch.compile`` the same kernels run as custom operators (:mod:`.ops`), which
-the compiled graph calls as they are: no graph break, and no temporary of the input's size
-beyond what eager mode has (no logits for the fused loss).
+autograd. Under ``torch.compile`` the softmax and fused kernels run as custom operators
+(:mod:`.ops`), which the compiled graph calls as they are: no graph break, and no temporary of
+the input's size beyond what eager mode has (no logits for the fused loss). The sigmoid loss
+takes ``SigmoidFocalElementwise`` there, which the compiler fuses itself.
 
 One module per family: :mod:`.softmax` (``SoftmaxFocal``; the math in its docstring),
 :mod:`.sigmoid` (``SigmoidFocal``, ``SigmoidFocalElementwise``), :mod:`.fused`
 (``LinearSoftmaxFocal``, over the softmax chunk), :mod:`.ops` (the custom operators) and
 :mod:`._common` (the shared backward, saving, row chunks). This module holds the switches that
 decide whether a call takes a kernel, and the calls (:func:`softmax_focal`,
-:func:`sigmoid_focal`, :func:`linear_softmax_focal`) that take the ``autograd.Function`` in
-eager mode and the operator under ``torch.compile``.
+:func:`linear_softmax_focal`) that take the ``autograd.Function`` in eager mode and the
+operator under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from focalkit.torch._kernels._common import Recompute, mean_grad_scale, row_chun
 from focalkit.torch._kernels.fused import LinearSoftmaxFocal, fused_chunk_rows
 from focalkit.torch._kernels.sigmoid import SigmoidFocal, SigmoidFocalElementwise
 from focalkit.torch._kernels.softmax import SoftmaxFocal
-from focalkit.torch._settings import FusedSettings, SigmoidSettings, SoftmaxKernelSettings
+from focalkit.torch._settings import FusedSettings, SoftmaxKernelSettings
 
 __all__ = [
     "FusedSettings",
@@ -54,7 +55,6 @@ __all__ = [
     "linear_softmax_focal",
     "mean_grad_scale",
     "row_chunks",
-    "sigmoid_focal",
     "softmax_focal",
     "transformed",
     "use_kernels",
@@ -92,7 +92,7 @@ def applicable(input: Tensor, *settings: object, compiled: bool = False) -> bool
     if any(isinstance(value, Tensor) and value.requires_grad for value in settings):
         return False
     if torch.compiler.is_compiling():
-        return compiled
+        return compiled and not transformed(input, *settings)
     return _ENABLED.get() and not transformed(input, *settings) and not dual(input, *settings)
 
 
@@ -101,14 +101,6 @@ def softmax_focal(input: Tensor, settings: SoftmaxKernelSettings, recompute: Rec
     if torch.compiler.is_compiling():
         return ops.softmax_focal(input, settings)
     out: Tensor = SoftmaxFocal.apply(input, settings, recompute)  # type: ignore[no-untyped-call]
-    return out
-
-
-def sigmoid_focal(input: Tensor, settings: SigmoidSettings, recompute: Recompute) -> Tensor:
-    """``SigmoidFocal`` in eager mode, its custom operator under ``torch.compile``."""
-    if torch.compiler.is_compiling():
-        return ops.sigmoid_focal(input, settings)
-    out: Tensor = SigmoidFocal.apply(input, settings, recompute)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -144,10 +136,10 @@ def dual(*values: object) -> bool:
 
 def transformed(*values: object) -> bool:
     """Whether a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...) traces any of the
-    tensors among ``values``. Under ``torch.compile``, False: the trace cannot ask, and the
-    kernels' operators carry the rules that ``torch.func`` needs there."""
+    tensors among ``values``. Under ``torch.compile``, which cannot ask a tensor, whether any
+    transform is active: the operators then step aside for the definitions, as in eager mode."""
     if torch.compiler.is_compiling():
-        return False
+        return bool(torch._C._are_functorch_transforms_active())
     functorch = getattr(torch._C, "_functorch", None)
     check = getattr(functorch, "is_functorch_wrapped_tensor", None)
     if check is None:

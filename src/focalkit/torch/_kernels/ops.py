@@ -9,10 +9,13 @@ chunked code that runs in eager mode.
 
 - ``focalkit::softmax_focal`` returns the loss, the unit gradient (the input's shape) and the
   factor still to multiply it by (one per element, ``(N, 1, d...)``).
-- ``focalkit::sigmoid_focal`` returns the loss and the unit gradient.
 - ``focalkit::linear_softmax_focal`` returns the loss and the gradients of the input, the
   classifier and the bias (for ``'mean'`` and ``'sum'``; for ``'none'`` it returns them only when
   given the incoming gradient, which backward does).
+
+The sigmoid loss needs no operator: it is element-wise, and under ``torch.compile`` it takes
+``SigmoidFocalElementwise``, whose forward and backward the compiler fuses into one kernel each
+(faster than the chunked eager kernel, and no larger).
 
 Their registered backward only scales what forward computed, in place where the tensors are its
 own (the compiler's functional graph then reuses their memory). The operators take only tensors
@@ -34,12 +37,11 @@ from torch import Tensor
 
 from focalkit.torch._kernels._common import no_autocast
 from focalkit.torch._kernels.fused import _fused_pass
-from focalkit.torch._kernels.sigmoid import _sigmoid_forward
 from focalkit.torch._kernels.softmax import _softmax_forward
 from focalkit.torch._reduction import reduce
-from focalkit.torch._settings import FusedSettings, SigmoidSettings, SoftmaxKernelSettings
+from focalkit.torch._settings import FusedSettings, SoftmaxKernelSettings
 
-Settings = TypeVar("Settings", SoftmaxKernelSettings, SigmoidSettings, FusedSettings)
+Settings = TypeVar("Settings", SoftmaxKernelSettings, FusedSettings)
 
 # A settings field's annotation -> its schema type. A number-or-tensor field becomes two
 # arguments: the number (None where it is a tensor) and the tensor (None where it is a number).
@@ -181,58 +183,6 @@ softmax_focal_op.register_autograd(_softmax_backward, setup_context=_softmax_set
 def softmax_focal(input: Tensor, settings: SoftmaxKernelSettings) -> Tensor:
     """The softmax focal loss kernel as one operator (see ``SoftmaxFocal``)."""
     out: Tensor = softmax_focal_op(input, *flatten(settings))[0]
-    return out
-
-
-# ------------------------------------------------------------------------------ sigmoid
-
-
-def _sigmoid_impl(input: Tensor, *flat: Any) -> tuple[Tensor, Tensor]:
-    settings = unflatten(SigmoidSettings, flat)
-    with no_autocast(input):
-        out, unit_grad, _ = _sigmoid_forward(input, settings, needs_grad=settings.needs_grad)
-    return out, _empty(input) if unit_grad is None else unit_grad
-
-
-sigmoid_focal_op = torch.library.custom_op(
-    "focalkit::sigmoid_focal",
-    _sigmoid_impl,
-    mutates_args=(),
-    schema=schema(SigmoidSettings, "Tensor input", "(Tensor, Tensor)"),
-)
-
-
-@sigmoid_focal_op.register_fake
-def _(input: Tensor, *flat: Any) -> tuple[Tensor, Tensor]:
-    settings = unflatten(SigmoidSettings, flat)
-    loss_shape = input.shape if settings.reduction == "none" else ()
-    out = input.new_empty(loss_shape, dtype=settings.compute_dtype)
-    return out, torch.empty_like(input) if settings.needs_grad else _empty(input)
-
-
-def _sigmoid_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-    ctx.unit_grad, ctx.inputs = output[1].detach(), inputs
-    reduction = unflatten(SigmoidSettings, inputs[1:]).reduction
-    ctx.mean_factor = 1.0 / max(inputs[0].numel(), 1) if reduction == "mean" else None
-
-
-def _sigmoid_backward(ctx: Any, grad_out: Tensor, *unused: Any) -> tuple[Tensor | None, ...]:
-    _no_double_backward()
-    unit_grad, ctx.unit_grad = ctx.unit_grad, None
-    if unit_grad is None:  # a second backward through a retained graph
-        unit_grad = sigmoid_focal_op(*ctx.inputs)[1]
-    if ctx.mean_factor is not None:
-        grad_out = grad_out * ctx.mean_factor
-    grad = unit_grad.mul_(grad_out)
-    return (grad,) + (None,) * _num_arguments(SigmoidSettings)
-
-
-sigmoid_focal_op.register_autograd(_sigmoid_backward, setup_context=_sigmoid_setup)
-
-
-def sigmoid_focal(input: Tensor, settings: SigmoidSettings) -> Tensor:
-    """The sigmoid focal loss kernel as one operator (see ``SigmoidFocal``)."""
-    out: Tensor = sigmoid_focal_op(input, *flatten(settings))[0]
     return out
 
 
