@@ -49,7 +49,6 @@ class Member(NamedTuple):
 COUNTS = [500, 120, 40, 7]
 WEIGHT = [0.5, 2.0, 1.0, 1.5]
 ALPHA = [0.1, 0.4, 0.3, 0.2]
-SAMPLE_WEIGHT = torch.tensor([0.5, 1.0, 2.0, 1.5])
 
 
 OFFSET = torch.tensor(focalkit.logit_adjustment(COUNTS, 0.7))
@@ -81,6 +80,11 @@ def _distance_target(shape: tuple[int, ...], generator: torch.Generator) -> torc
     target = torch.rand(shape[0], generator=generator, dtype=torch.float64) * n
     target[-2:] = torch.tensor([0.0, float(n)])  # both ends
     return target
+
+
+def _sample_weight(target: torch.Tensor) -> torch.Tensor:
+    """One weight per sample, as distribution focal loss takes them."""
+    return torch.linspace(0.5, 2.0, target.shape[0], dtype=torch.float64)
 
 
 def _class_view(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -143,11 +147,12 @@ MEMBERS: dict[str, Member] = {
         _soft_target,
         elementwise=True,
     ),
+    # alpha 0.625 is exact in float32: see test_family_varifocal_alpha.py
     "varifocal": Member(
         lambda x, t, **kw: focalkit.varifocal_loss(
-            x, t, torch.tensor(WEIGHT), alpha=0.6, gamma=1.5, **kw
+            x, t, torch.tensor(WEIGHT), alpha=0.625, gamma=1.5, **kw
         ),
-        lambda x, t, **kw: varifocal_reference(x, t, weight=WEIGHT, alpha=0.6, gamma=1.5, **kw),
+        lambda x, t, **kw: varifocal_reference(x, t, weight=WEIGHT, alpha=0.625, gamma=1.5, **kw),
         (3, 4),
         _iou_target,
         elementwise=True,
@@ -160,8 +165,8 @@ MEMBERS: dict[str, Member] = {
         elementwise=True,
     ),
     "distribution focal": Member(
-        lambda x, t, **kw: focalkit.distribution_focal_loss(x, t, SAMPLE_WEIGHT, **kw),
-        lambda x, t, **kw: distribution_focal_reference(x, t, weight=SAMPLE_WEIGHT, **kw),
+        lambda x, t, **kw: focalkit.distribution_focal_loss(x, t, _sample_weight(t), **kw),
+        lambda x, t, **kw: distribution_focal_reference(x, t, weight=_sample_weight(t), **kw),
         (4, 5),
         _distance_target,
         elementwise=False,
@@ -325,3 +330,41 @@ def test_members_are_public_in_both_namespaces() -> None:
     for name in TORCH_NAMES:
         assert name in focalkit.torch.__all__
         assert getattr(focalkit, name) is getattr(focalkit.torch, name)
+
+
+@pytest.mark.parametrize("name", MEMBERS)
+@pytest.mark.parametrize(
+    "dtype", [torch.float64, torch.float32, torch.bfloat16], ids=["float64", "float32", "bf16"]
+)
+def test_many_row_chunks_match_the_formula(
+    name: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the kernels take a few rows at a time: with chunks of a few elements, every chunk boundary
+    # (and a last, shorter chunk) is crossed on a small input
+    from focalkit.torch._kernels import family as family_kernels
+
+    for constant in ("CHUNK", "SCRATCH_CHUNK", "ELEMENTWISE_CHUNK"):
+        monkeypatch.setattr(family_kernels, constant, 7)
+    member = MEMBERS[name]
+    shape = (11, *member.shape[1:])
+    generator = torch.Generator().manual_seed(7)
+    x = (torch.randn(shape, generator=generator, dtype=torch.float64) * 3).to(dtype)
+    target = member.target(shape, generator)
+    if target.is_floating_point():
+        target = target.to(dtype if dtype != torch.bfloat16 else torch.float32)
+    for reduction in REDUCTIONS:
+        leaf = x.clone().requires_grad_()
+        out = member.loss(leaf, target, reduction=reduction)
+        out.float().sum().backward()
+        reference_leaf = x.detach().double().clone().requires_grad_()
+        expected = member.reference(reference_leaf, target, reduction=reduction)
+        expected.sum().backward()
+        assert leaf.grad is not None
+        assert reference_leaf.grad is not None
+        tolerance = {
+            torch.float64: {"rtol": 1e-10, "atol": 1e-12},
+            torch.float32: {"rtol": 2e-5, "atol": 2e-6},
+            torch.bfloat16: {"rtol": 2e-2, "atol": 2e-2},
+        }[dtype]
+        torch.testing.assert_close(out.double(), expected.detach(), **tolerance)
+        torch.testing.assert_close(leaf.grad.double(), reference_leaf.grad, **tolerance)
