@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oracles import poly_sigmoid_oracle, poly_sigmoid_reference
 
 import focalkit
@@ -203,3 +205,72 @@ def test_modules_check_their_configuration_at_construction(
 ) -> None:
     with pytest.raises(error, match=match):
         build()
+
+
+# ------------------------------------------------------------------------ randomized tests
+
+
+@st.composite
+def _poly_sigmoid_case(draw: st.DrawFn) -> dict[str, Any]:
+    shape = draw(st.sampled_from([(5,), (3, 4), (2, 3, 2)]))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    top = draw(st.sampled_from([1.0, 10.0, 30.0, 80.0]))
+    exponent = torch.rand(shape, generator=generator, dtype=torch.float64)
+    sign = torch.randint(0, 2, shape, generator=generator).to(torch.float64) * 2 - 1
+    x = sign * 10.0 ** (-3.0 + exponent * (np.log10(top) + 3.0))
+    if draw(st.integers(0, 4)) == 0:
+        x.view(-1)[0] = draw(st.sampled_from([1e4, -1e4]))
+    kind = draw(st.sampled_from(["float hard", "float soft", "int", "bool"]))
+    labels = torch.rand(shape, generator=generator, dtype=torch.float64)
+    target: torch.Tensor = labels if kind == "float soft" else (labels < 0.4).to(torch.float64)
+    if kind == "int":
+        target = target.to(draw(st.sampled_from([torch.int64, torch.int32, torch.uint8])))
+    elif kind == "bool":
+        target = target.bool()
+    weight = None
+    if draw(st.booleans()):
+        weight = torch.rand(shape[-1:], generator=generator, dtype=torch.float64) * 2
+    return {
+        "x": x,
+        "target": target,
+        "weight": weight,
+        "options": {
+            "gamma": draw(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.5])),
+            "epsilon": draw(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, 5.0])),
+            "alpha": draw(st.sampled_from([None, 0.25, 0.5, 1.0])),
+            "reduction": draw(st.sampled_from(REDUCTIONS)),
+        },
+        "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
+    }
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(_poly_sigmoid_case())
+def test_poly_sigmoid_randomized(case: dict[str, Any]) -> None:
+    dtype, options = case["dtype"], case["options"]
+    x = case["x"].to(dtype)
+    weight = None if case["weight"] is None else case["weight"].to(dtype)
+    target = case["target"]
+    if target.is_floating_point():
+        target = target.to(dtype)
+    leaf = x.clone().requires_grad_()
+    out = focalkit.poly_sigmoid_focal_loss(leaf, target, weight, **options)
+    assert out.dtype == dtype
+    y64 = target.to(torch.float64)
+    w64 = None if weight is None else weight.double()
+    expected = poly_sigmoid_oracle(x.double(), y64, weight=w64, **options)
+    # relative in the tails; each element carries a few eps of its terms, epsilon's included
+    eps = torch.finfo(dtype).eps
+    scale = (1.0 if w64 is None else float(w64.max())) * (1.0 + abs(options["epsilon"]))
+    atol = 16 * eps * scale * (x.numel() if options["reduction"] == "sum" else 1)
+    np.testing.assert_allclose(out.detach().double().numpy(), expected, rtol=64 * eps, atol=atol)
+    out.backward(torch.ones_like(out))
+    assert leaf.grad is not None
+    assert torch.isfinite(leaf.grad).all()
+    reference_leaf = x.double().requires_grad_()
+    reference = poly_sigmoid_reference(reference_leaf, y64, weight=w64, **options)
+    reference.backward(torch.ones_like(reference))
+    assert reference_leaf.grad is not None
+    torch.testing.assert_close(
+        leaf.grad.double(), reference_leaf.grad, rtol=64 * eps, atol=16 * eps * scale
+    )
