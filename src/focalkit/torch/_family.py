@@ -277,15 +277,29 @@ def distribution_focal_terms(x: Tensor, y: Tensor) -> Tensor:
 # The element-wise losses' values and gradients, for the kernels (no autograd). Each takes the
 # logits x and the target y of one chunk, in the compute dtype, and returns the loss and, where
 # ``with_grad``, its derivative in x, both without the weight. With p = sigmoid(x) and
-# q = sigmoid(-x) = 1 - p, each taken from its own log-sigmoid (so that both keep their relative
-# precision in the tails), dp/dx = p q, d log p / dx = q and d log q / dx = -p.
+# q = sigmoid(-x) = 1 - p, each computed from x (so that both keep their relative precision in
+# the tails), dp/dx = p q, d log p / dx = q and d log q / dx = -p. They are written for speed on
+# the CPU: no torch.where and no pow for small whole exponents (both several times slower per
+# element than a product), and masks as products with sign(.).
 
 
-def _sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``log p``, ``log q``, ``p`` and ``q`` of the logits."""
-    log_p = F.logsigmoid(x)
-    log_q = F.logsigmoid(-x)
-    return log_p, log_q, log_p.exp(), log_q.exp()
+def _power(base: Tensor, exponent: float) -> Tensor | None:
+    """``base ** exponent`` (``None`` for exponent 0, read as 1), by products for 1 to 4."""
+    if exponent == 0:
+        return None
+    if exponent == 1:
+        return base
+    if exponent == 2:
+        return base * base
+    if exponent == 3:
+        return base * base * base
+    if exponent == 4:
+        return (base * base).square_()
+    return base.pow(exponent)
+
+
+def _times(value: Tensor, factor: Tensor | None) -> Tensor:
+    return value if factor is None else value * factor
 
 
 def asymmetric_value_and_slope(
@@ -296,72 +310,83 @@ def asymmetric_value_and_slope(
     .. math::
         \ell_+ = -y q^{\gamma_+} \log p, \qquad
         \ell_+' = y q^{\gamma_+} (\gamma_+ p \log p - q); \\
-        \ell_- = -(1 - y) p_m^{\gamma_-} \log(q + m), \qquad
+        \ell_- = -(1 - y) p_m^{\gamma_-} \log(1 - p_m), \qquad
         \ell_-' = (1 - y)\, p q\, p_m^{\gamma_-}
             \left( \frac{1}{q + m} - \gamma_- \frac{\log(1 - p_m)}{p_m} \right)
 
-    where :math:`p_m = p - m > 0` (0 elsewhere); for :math:`m = 0` the second reads
-    :math:`(1 - y) p^{\gamma_-} (p - \gamma_- q \log q)`. Every factor is bounded:
-    :math:`\log(1 - p_m) / p_m \to -1` as :math:`p_m \to 0`.
+    with :math:`p_m = \max(p - m, 0)` and :math:`\ell_-' = 0` where :math:`p_m = 0`; for
+    :math:`m = 0` the second reads :math:`(1 - y) p^{\gamma_-} (p - \gamma_- q \log q)`. Every
+    factor is bounded: :math:`\log(1 - p_m) / p_m \to -1` as :math:`p_m \to 0`, and
+    :math:`1 - p_m = q + m \ge m` for :math:`m > 0`.
 
-    >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
-    >>> y = torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64)
+    >>> x = torch.tensor([2.0, -1.0, 0.5, -4.0], dtype=torch.float64, requires_grad=True)
+    >>> y = torch.tensor([1.0, 0.0, 0.3, 0.0], dtype=torch.float64)
     >>> loss = asymmetric_terms(x, y, 1.0, 4.0, 0.05)
     >>> value, slope = asymmetric_value_and_slope(x.detach(), y, 1.0, 4.0, 0.05, True)
-    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    >>> (grad,) = torch.autograd.grad(loss.sum(), x)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p, log_q, p, q = _sigmoid_parts(x)
+    log_p = F.logsigmoid(x)
+    p = log_p.exp()
+    q = torch.sigmoid(-x)
     not_y = 1.0 - y
-    focus_pos = q if gamma_pos == 1 else (log_q * gamma_pos).exp_()
-    positive = y * focus_pos  # y q^gamma_pos
-    loss = -positive * log_p
+    positive = _times(y, _power(q, gamma_pos))  # y q^gamma_pos
+    loss = (positive * log_p).neg_()
     grad = None
     if with_grad:
-        grad = positive * (p * log_p * gamma_pos - q)
+        grad = torch.addcmul(q.neg(), p, log_p, value=gamma_pos).mul_(positive)
     if clip == 0:
-        negative = not_y if gamma_neg == 0 else not_y * (log_p * gamma_neg).exp_()
-        loss = loss - negative * log_q
+        log_q = F.logsigmoid(-x)
+        negative = _times(not_y, _power(p, gamma_neg))  # (1 - y) p^gamma_neg
+        loss.addcmul_(negative, log_q, value=-1.0)
         if grad is not None:
-            grad = grad + negative * (p - q * log_q * gamma_neg)
+            grad.addcmul_(negative, torch.addcmul(p, q, log_q, value=-gamma_neg))
         return loss, grad
-    above = p > clip
-    shifted = torch.where(above, p - clip, 0.5)  # p_m, read where p > clip only
-    log_1m_shifted = torch.log(q + clip)
-    negative = torch.where(above, not_y, 0.0)
-    if gamma_neg != 0:
-        negative = negative * shifted.pow(gamma_neg)
-    loss = loss - negative * log_1m_shifted
+    shifted = (p - clip).clamp_min_(0.0)  # p_m
+    log_1m_shifted = torch.log1p(-shifted)  # log(1 - p_m): 0 where p <= clip
+    focus = _power(shifted, gamma_neg)
+    negative = not_y * (shifted.sign() if focus is None else focus)  # 0 where p <= clip
+    loss.addcmul_(negative, log_1m_shifted, value=-1.0)
     if grad is not None:
-        ratio = torch.log1p(-shifted).div_(shifted)  # log(1 - p_m) / p_m
-        grad = grad + negative * p * q * ((q + clip).reciprocal() - ratio * gamma_neg)
+        inner = (q + clip).reciprocal_()
+        if gamma_neg != 0:
+            tiny = torch.finfo(shifted.dtype).tiny
+            ratio = log_1m_shifted / shifted.clamp_min(tiny)  # log(1 - p_m) / p_m; 0 at p_m = 0
+            inner.sub_(ratio, alpha=gamma_neg)
+        grad.addcmul_(negative, inner.mul_(p).mul_(q))
     return loss, grad
 
 
 def varifocal_value_and_slope(
-    x: Tensor, q_target: Tensor, alpha: float, gamma: float, with_grad: bool
+    x: Tensor, target: Tensor, alpha: float, gamma: float, with_grad: bool
 ) -> tuple[Tensor, Tensor | None]:
     r"""The varifocal loss per element and its derivative: where :math:`t > 0`,
     :math:`t\, \mathrm{BCE}(x, t)` with derivative :math:`t (p - t)`; where :math:`t = 0`,
     :math:`-\alpha p^\gamma \log q` with derivative :math:`\alpha p^\gamma (p - \gamma q \log q)`.
+    The negatives are :math:`1 - \operatorname{sign}(t)` (``t >= 0``; a NaN target stays NaN).
 
     >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
     >>> t = torch.tensor([0.9, 0.0, 0.3], dtype=torch.float64)
     >>> loss = varifocal_terms(x, t, 0.75, 2.0)
     >>> value, slope = varifocal_value_and_slope(x.detach(), t, 0.75, 2.0, True)
-    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    >>> (grad,) = torch.autograd.grad(loss.sum(), x)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p, log_q, p, q = _sigmoid_parts(x)
-    negative = torch.where(q_target == 0, alpha, 0.0)
-    if gamma != 0:
-        negative = negative * (log_p * gamma).exp_()  # alpha p^gamma at the negatives
-    positive = q_target * q_target
+    log_p = F.logsigmoid(x)
+    log_q = F.logsigmoid(-x)
+    p = log_p.exp()
+    negative = torch.rsub(target.sign(), 1.0).mul_(alpha)  # alpha where t = 0
+    negative = _times(negative, _power(p, gamma))  # alpha p^gamma at the negatives
+    positive = target * target
     # t BCE(x, t) = -(t^2 log p + t (1 - t) log q); the negatives' term adds -alpha p^g log q
-    loss = -(positive * log_p + (q_target - positive + negative) * log_q)
+    loss = (positive * log_p).addcmul_(target - positive + negative, log_q).neg_()
     if not with_grad:
         return loss, None
-    grad = q_target * (p - q_target) + negative * (p - q * log_q * gamma)
+    q = log_q.exp()
+    grad = (p - target).mul_(target)
+    grad.addcmul_(negative, torch.addcmul(p, q, log_q, value=-gamma))
     return loss, grad
 
 
@@ -381,20 +406,31 @@ def quality_focal_value_and_slope(
     >>> y = torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64)
     >>> loss = quality_focal_terms(x, y, 1.5)
     >>> value, slope = quality_focal_value_and_slope(x.detach(), y, 1.5, True)
-    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    >>> (grad,) = torch.autograd.grad(loss.sum(), x)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p, log_q, p, q = _sigmoid_parts(x)
-    bce = -(y * log_p + (1.0 - y) * log_q)
-    difference = y * q - (1.0 - y) * p
-    power = difference.abs().pow_(beta)
-    loss = power * bce
+    log_p = F.logsigmoid(x)
+    log_q = F.logsigmoid(-x)
+    p, q = log_p.exp(), log_q.exp()
+    not_y = 1.0 - y
+    bce = (y * log_p).addcmul_(not_y, log_q).neg_()
+    difference = (y * q).addcmul_(not_y, p, value=-1.0)  # d = y - p
+    magnitude = difference.abs()
+    power = _power(magnitude, beta)
+    loss = _times(bce, power)
     if not with_grad:
         return loss, None
-    # sign(d) |d|^(beta - 1) = |d|^beta / d, and 0 where d = 0
-    factor = torch.where(difference != 0, power / difference, 0.0)
-    grad = (p * q * bce * beta + difference * difference) * factor
-    return loss, grad.neg_()
+    # sign(d) |d|^(beta - 1), 0 where d = 0
+    if beta == 2:
+        factor = difference
+    elif beta == 1:
+        factor = difference.sign()
+    else:
+        tiny = torch.finfo(magnitude.dtype).tiny
+        factor = magnitude.clamp_min(tiny).pow_(beta - 1.0).mul_(difference.sign())
+    grad = (p * q).mul_(bce).mul_(beta).addcmul_(difference, difference)
+    return loss, grad.mul_(factor).neg_()
 
 
 def poly_binary_value_and_slope(
@@ -408,23 +444,28 @@ def poly_binary_value_and_slope(
         \ell = m^\gamma B + \epsilon m^{\gamma + 1}, \qquad
         \ell' = m^\gamma \left( \gamma \frac{m'}{m} B + B' + \epsilon (\gamma + 1) m' \right),
 
-    where :math:`|m' / m| \le 1` (read as 0 where :math:`m` underflows to 0).
+    where :math:`|m' / m| \le 1` (0 where :math:`m = 0`, which needs :math:`p q = 0`).
 
     >>> x = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
     >>> y = torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64)
     >>> loss = poly_binary_term(x, y, 0.5, 2.0)
     >>> value, slope = poly_binary_value_and_slope(x.detach(), y, 0.5, 2.0, True)
-    >>> torch.allclose(value, loss) and torch.allclose(slope, torch.autograd.grad(loss.sum(), x)[0])
+    >>> (grad,) = torch.autograd.grad(loss.sum(), x)
+    >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p, log_q, p, q = _sigmoid_parts(x)
-    bce = -(y * log_p + (1.0 - y) * log_q)
-    m = y * q + (1.0 - y) * p
-    power = m.pow(gamma)
-    loss = power * (bce + epsilon * m)
+    log_p = F.logsigmoid(x)
+    log_q = F.logsigmoid(-x)
+    p, q = log_p.exp(), log_q.exp()
+    not_y = 1.0 - y
+    bce = (y * log_p).addcmul_(not_y, log_q).neg_()
+    m = (y * q).addcmul_(not_y, p)
+    power = _power(m, gamma)
+    loss = _times(torch.add(bce, m, alpha=epsilon), power)
     if not with_grad:
         return loss, None
-    slope_m = p * q * (1.0 - 2.0 * y)  # m'
-    ratio = torch.where(m > 0, slope_m / m, 0.0)
-    grad = power * (ratio * bce * gamma + (p - y) + slope_m * (epsilon * (gamma + 1.0)))
-    return loss, grad
+    slope_m = (p * q).mul_(torch.rsub(y, 1.0, alpha=2.0))  # m' = p q (1 - 2 y)
+    ratio = slope_m / m.clamp_min(torch.finfo(m.dtype).tiny)
+    grad = torch.sub(p, y).add_(slope_m, alpha=epsilon * (gamma + 1.0))
+    grad.addcmul_(ratio, bce, value=gamma)
+    return loss, _times(grad, power)
