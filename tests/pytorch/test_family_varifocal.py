@@ -100,6 +100,22 @@ def test_varifocal_against_the_oracle(shape_name: str, weight_kind: str) -> None
         torch.testing.assert_close(grad32.double(), expected_grad, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("alpha", [0.6, 0.3, 0.1])
+def test_float64_keeps_alpha_in_float64(alpha: float) -> None:
+    # an alpha that float32 cannot hold once moved float64 results by a relative 4e-8 (the
+    # negatives' factor was a tensor of the default dtype)
+    x, target = _case((11, 4), seed=7)
+    value, grad = _value_and_grad(
+        lambda v: focalkit.varifocal_loss(v, target, reduction="none", alpha=alpha), x
+    )
+    expected = varifocal_oracle(x, target, alpha=alpha, reduction="none")
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-15)
+    _, expected_grad = _value_and_grad(
+        lambda v: varifocal_reference(v, target, alpha=alpha, reduction="none"), x
+    )
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
 def test_varifocal_by_hand() -> None:
     # logit 0, p = 1/2: a positive of IoU q costs q log 2, a negative alpha 2^-gamma log 2
     x = torch.zeros(3, dtype=torch.float64)
