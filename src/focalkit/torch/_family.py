@@ -20,6 +20,7 @@ for any :math:`\gamma \ge 0` once :math:`p s / u` is read as its limit -1 at :ma
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -278,32 +279,57 @@ def distribution_focal_terms(x: Tensor, y: Tensor) -> Tensor:
 # logits x and the target y of one chunk, in the compute dtype, and returns the loss and, where
 # ``with_grad``, its derivative in x, both without the weight. With p = sigmoid(x) and
 # q = sigmoid(-x) = 1 - p, each computed from x (so that both keep their relative precision in
-# the tails), dp/dx = p q, d log p / dx = q and d log q / dx = -p. They are written for speed on
-# the CPU: no torch.where and no pow for small whole exponents (both several times slower per
-# element than a product), and masks as products with sign(.).
+# the tails), dp/dx = p q, d log p / dx = q and d log q / dx = -p.
+#
+# They are written for speed on the CPU: every temporary comes from ``out(name)``, a buffer of
+# x's shape that the kernel reuses for every chunk (None: a fresh tensor), since fresh
+# chunk-sized tensors are new pages to fault in; "loss" and "grad" are where the results go.
+# No torch.where and no pow for small whole exponents (both several times slower per element
+# than a product); masks are products with sign(.).
+
+Out = Callable[[str], Tensor | None]
 
 
-def _power(base: Tensor, exponent: float) -> Tensor | None:
-    """``base ** exponent`` (``None`` for exponent 0, read as 1), by products for 1 to 4."""
+def fresh(name: str) -> None:
+    """The ``out`` that gives fresh tensors."""
+    return None
+
+
+def _log_sigmoid(x: Tensor, out: Tensor | None) -> Tensor:
+    if out is None:
+        return F.logsigmoid(x)
+    result: Tensor = torch._C._nn.log_sigmoid(x, out=out)  # type: ignore[call-arg]
+    return result
+
+
+def _power(base: Tensor, exponent: float, out: Tensor | None) -> Tensor | None:
+    """``base ** exponent`` in a tensor of its own (``None`` for exponent 0, read as 1), by
+    products for 2 to 4."""
     if exponent == 0:
         return None
     if exponent == 1:
-        return base
+        return base.clone() if out is None else out.copy_(base)
     if exponent == 2:
-        return base * base
+        return torch.mul(base, base, out=out)
     if exponent == 3:
-        return base * base * base
+        return torch.mul(base, base, out=out).mul_(base)
     if exponent == 4:
-        return (base * base).square_()
-    return base.pow(exponent)
+        return torch.mul(base, base, out=out).square_()
+    return torch.pow(base, exponent, out=out)
 
 
-def _times(value: Tensor, factor: Tensor | None) -> Tensor:
-    return value if factor is None else value * factor
+def _one_minus(y: Tensor, out: Tensor | None) -> Tensor:
+    return torch.neg(y, out=out).add_(1.0)
 
 
 def asymmetric_value_and_slope(
-    x: Tensor, y: Tensor, gamma_pos: float, gamma_neg: float, clip: float, with_grad: bool
+    x: Tensor,
+    y: Tensor,
+    gamma_pos: float,
+    gamma_neg: float,
+    clip: float,
+    with_grad: bool,
+    out: Out = fresh,
 ) -> tuple[Tensor, Tensor | None]:
     r"""The asymmetric loss per element and its derivative.
 
@@ -327,39 +353,46 @@ def asymmetric_value_and_slope(
     >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p = F.logsigmoid(x)
-    p = log_p.exp()
-    q = torch.sigmoid(-x)
-    not_y = 1.0 - y
-    positive = _times(y, _power(q, gamma_pos))  # y q^gamma_pos
-    loss = (positive * log_p).neg_()
+    minus_x = torch.neg(x, out=out("minus_x"))
+    log_p = _log_sigmoid(x, out("log_p"))
+    p = torch.exp(log_p, out=out("p"))
+    log_q = _log_sigmoid(minus_x, out("log_q")) if clip == 0 else None
+    q = minus_x.sigmoid_()  # minus_x is no longer read
+    not_y = _one_minus(y, out("not_y"))
+    focus = _power(q, gamma_pos, out("focus"))
+    positive = y if focus is None else focus.mul_(y)  # y q^gamma_pos
+    loss = torch.mul(positive, log_p, out=out("loss")).neg_()
     grad = None
-    if with_grad:
-        grad = torch.addcmul(q.neg(), p, log_p, value=gamma_pos).mul_(positive)
-    if clip == 0:
-        log_q = F.logsigmoid(-x)
-        negative = _times(not_y, _power(p, gamma_neg))  # (1 - y) p^gamma_neg
+    if with_grad:  # y q^gamma_pos (gamma_pos p log p - q)
+        grad = torch.mul(p, log_p, out=out("grad")).mul_(gamma_pos).sub_(q).mul_(positive)
+    if log_q is not None:  # clip = 0: (1 - y) p^gamma_neg
+        focus = _power(p, gamma_neg, out("focus"))
+        negative = not_y if focus is None else not_y.mul_(focus)
         loss.addcmul_(negative, log_q, value=-1.0)
-        if grad is not None:
-            grad.addcmul_(negative, torch.addcmul(p, q, log_q, value=-gamma_neg))
+        if grad is not None:  # (1 - y) p^gamma_neg (p - gamma_neg q log q)
+            grad.addcmul_(negative, log_q.mul_(q).mul_(-gamma_neg).add_(p))
         return loss, grad
-    shifted = (p - clip).clamp_min_(0.0)  # p_m
-    log_1m_shifted = torch.log1p(-shifted)  # log(1 - p_m): 0 where p <= clip
-    focus = _power(shifted, gamma_neg)
-    negative = not_y * (shifted.sign() if focus is None else focus)  # 0 where p <= clip
+    shifted = torch.sub(p, clip, out=out("shifted")).clamp_min_(0.0)  # p_m
+    log_1m_shifted = torch.neg(shifted, out=out("log_1m_shifted")).log1p_()  # 0 where p <= clip
+    focus = _power(shifted, gamma_neg, out("focus"))
+    negative = not_y.mul_(shifted.sign() if focus is None else focus)  # 0 where p <= clip
     loss.addcmul_(negative, log_1m_shifted, value=-1.0)
     if grad is not None:
-        inner = (q + clip).reciprocal_()
-        if gamma_neg != 0:
-            tiny = torch.finfo(shifted.dtype).tiny
-            ratio = log_1m_shifted / shifted.clamp_min(tiny)  # log(1 - p_m) / p_m; 0 at p_m = 0
-            inner.sub_(ratio, alpha=gamma_neg)
+        inner = torch.add(q, clip, out=out("inner")).reciprocal_()
+        if gamma_neg != 0:  # log(1 - p_m) / p_m, 0 where p_m = 0
+            ratio = torch.clamp_min(shifted, torch.finfo(x.dtype).tiny, out=out("focus"))
+            inner.sub_(torch.div(log_1m_shifted, ratio, out=ratio), alpha=gamma_neg)
         grad.addcmul_(negative, inner.mul_(p).mul_(q))
     return loss, grad
 
 
 def varifocal_value_and_slope(
-    x: Tensor, target: Tensor, alpha: float, gamma: float, with_grad: bool
+    x: Tensor,
+    target: Tensor,
+    alpha: float,
+    gamma: float,
+    with_grad: bool,
+    out: Out = fresh,
 ) -> tuple[Tensor, Tensor | None]:
     r"""The varifocal loss per element and its derivative: where :math:`t > 0`,
     :math:`t\, \mathrm{BCE}(x, t)` with derivative :math:`t (p - t)`; where :math:`t = 0`,
@@ -374,24 +407,29 @@ def varifocal_value_and_slope(
     >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p = F.logsigmoid(x)
-    log_q = F.logsigmoid(-x)
-    p = log_p.exp()
-    negative = torch.rsub(target.sign(), 1.0).mul_(alpha)  # alpha where t = 0
-    negative = _times(negative, _power(p, gamma))  # alpha p^gamma at the negatives
-    positive = target * target
+    minus_x = torch.neg(x, out=out("minus_x"))
+    log_p = _log_sigmoid(x, out("log_p"))
+    log_q = _log_sigmoid(minus_x, out("log_q"))
+    p = torch.exp(log_p, out=out("p"))
+    negative = torch.sign(target, out=out("negative")).sub_(1.0).mul_(-alpha)  # alpha at t = 0
+    focus = _power(p, gamma, out("focus"))
+    if focus is not None:
+        negative.mul_(focus)  # alpha p^gamma at the negatives
     # t BCE(x, t) = -(t^2 log p + t (1 - t) log q); the negatives' term adds -alpha p^g log q
-    loss = (positive * log_p).addcmul_(target - positive + negative, log_q).neg_()
+    coefficient = torch.mul(target, target, out=out("coefficient")).sub_(target).neg_()
+    coefficient.add_(negative)
+    loss = torch.mul(target, target, out=out("loss")).mul_(log_p)
+    loss.addcmul_(coefficient, log_q).neg_()
     if not with_grad:
         return loss, None
-    q = log_q.exp()
-    grad = (p - target).mul_(target)
-    grad.addcmul_(negative, torch.addcmul(p, q, log_q, value=-gamma))
+    q = torch.exp(log_q, out=minus_x)  # minus_x is no longer read
+    grad = torch.sub(p, target, out=out("grad")).mul_(target)
+    grad.addcmul_(negative, log_q.mul_(q).mul_(-gamma).add_(p))  # alpha p^g (p - g q log q)
     return loss, grad
 
 
 def quality_focal_value_and_slope(
-    x: Tensor, y: Tensor, beta: float, with_grad: bool
+    x: Tensor, y: Tensor, beta: float, with_grad: bool, out: Out = fresh
 ) -> tuple[Tensor, Tensor | None]:
     r"""The quality focal loss per element and its derivative. With :math:`d = y - p`
     (:math:`y q - (1 - y) p`, exact for hard labels) and :math:`B` the BCE,
@@ -410,31 +448,33 @@ def quality_focal_value_and_slope(
     >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p = F.logsigmoid(x)
-    log_q = F.logsigmoid(-x)
-    p, q = log_p.exp(), log_q.exp()
-    not_y = 1.0 - y
-    bce = (y * log_p).addcmul_(not_y, log_q).neg_()
-    difference = (y * q).addcmul_(not_y, p, value=-1.0)  # d = y - p
-    magnitude = difference.abs()
-    power = _power(magnitude, beta)
-    loss = _times(bce, power)
+    minus_x = torch.neg(x, out=out("minus_x"))
+    log_p = _log_sigmoid(x, out("log_p"))
+    log_q = _log_sigmoid(minus_x, out("log_q"))
+    p = torch.exp(log_p, out=out("p"))
+    q = torch.exp(log_q, out=minus_x)  # minus_x is no longer read
+    not_y = _one_minus(y, out("not_y"))
+    bce = torch.mul(y, log_p, out=log_p).addcmul_(not_y, log_q).neg_()  # log p, log q: done
+    difference = torch.mul(y, q, out=log_q).addcmul_(not_y, p, value=-1.0)  # d = y - p
+    magnitude = torch.abs(difference, out=not_y)
+    power = _power(magnitude, beta, out("power"))
+    loss = torch.mul(bce, 1.0 if power is None else power, out=out("loss"))
     if not with_grad:
         return loss, None
     # sign(d) |d|^(beta - 1), 0 where d = 0
     if beta == 2:
         factor = difference
     elif beta == 1:
-        factor = difference.sign()
+        factor = torch.sign(difference, out=magnitude)
     else:
-        tiny = torch.finfo(magnitude.dtype).tiny
-        factor = magnitude.clamp_min(tiny).pow_(beta - 1.0).mul_(difference.sign())
-    grad = (p * q).mul_(bce).mul_(beta).addcmul_(difference, difference)
+        factor = magnitude.clamp_min_(torch.finfo(x.dtype).tiny).pow_(beta - 1.0)
+        factor.mul_(difference.sign())
+    grad = torch.mul(p, q, out=out("grad")).mul_(bce).mul_(beta).addcmul_(difference, difference)
     return loss, grad.mul_(factor).neg_()
 
 
 def poly_binary_value_and_slope(
-    x: Tensor, y: Tensor, gamma: float, epsilon: float, with_grad: bool
+    x: Tensor, y: Tensor, gamma: float, epsilon: float, with_grad: bool, out: Out = fresh
 ) -> tuple[Tensor, Tensor | None]:
     r"""The Poly-1 binary term per element and its derivative (without :math:`\alpha_t w`).
     With :math:`m = 1 - p_t = y q + (1 - y) p`, :math:`m' = p q (1 - 2 y)`, :math:`B` the BCE
@@ -454,18 +494,23 @@ def poly_binary_value_and_slope(
     >>> torch.allclose(value, loss) and torch.allclose(slope, grad)
     True
     """
-    log_p = F.logsigmoid(x)
-    log_q = F.logsigmoid(-x)
-    p, q = log_p.exp(), log_q.exp()
-    not_y = 1.0 - y
-    bce = (y * log_p).addcmul_(not_y, log_q).neg_()
-    m = (y * q).addcmul_(not_y, p)
-    power = _power(m, gamma)
-    loss = _times(torch.add(bce, m, alpha=epsilon), power)
+    minus_x = torch.neg(x, out=out("minus_x"))
+    log_p = _log_sigmoid(x, out("log_p"))
+    log_q = _log_sigmoid(minus_x, out("log_q"))
+    p = torch.exp(log_p, out=out("p"))
+    q = torch.exp(log_q, out=minus_x)  # minus_x is no longer read
+    not_y = _one_minus(y, out("not_y"))
+    bce = torch.mul(y, log_p, out=log_p).addcmul_(not_y, log_q).neg_()  # log p, log q: done
+    m = torch.mul(y, q, out=log_q).addcmul_(not_y, p)
+    power = _power(m, gamma, out("power"))
+    loss = torch.add(bce, m, alpha=epsilon, out=out("loss"))
+    if power is not None:
+        loss.mul_(power)
     if not with_grad:
         return loss, None
-    slope_m = (p * q).mul_(torch.rsub(y, 1.0, alpha=2.0))  # m' = p q (1 - 2 y)
-    ratio = slope_m / m.clamp_min(torch.finfo(m.dtype).tiny)
-    grad = torch.sub(p, y).add_(slope_m, alpha=epsilon * (gamma + 1.0))
+    slope_m = torch.mul(p, q, out=q).mul_(not_y.sub_(y))  # m' = p q (1 - 2 y)
+    ratio = torch.clamp_min(m, torch.finfo(x.dtype).tiny, out=not_y)  # (1 - 2y) no longer read
+    ratio = torch.div(slope_m, ratio, out=ratio)  # m' / m
+    grad = torch.sub(p, y, out=out("grad")).add_(slope_m, alpha=epsilon * (gamma + 1.0))
     grad.addcmul_(ratio, bce, value=gamma)
-    return loss, _times(grad, power)
+    return loss, grad if power is None else grad.mul_(power)

@@ -769,8 +769,12 @@ def poly_sigmoid_focal_loss(
     if not isinstance(a, Tensor) and not isinstance(gamma, Tensor):
         number_gamma = float(gamma)
 
-        def kernel(x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-            loss, grad = _family.poly_binary_value_and_slope(x, y, number_gamma, epsilon, with_grad)
+        def kernel(
+            x: Tensor, y: Tensor, with_grad: bool, out: _family.Out
+        ) -> tuple[Tensor, Tensor | None]:
+            loss, grad = _family.poly_binary_value_and_slope(
+                x, y, number_gamma, epsilon, with_grad, out
+            )
             if a is None:
                 return loss, grad
             coefficient = _focal.alpha_t(y, a)
@@ -915,8 +919,10 @@ def asymmetric_loss(
     def terms(x: Tensor, y: Tensor) -> Tensor:
         return _family.asymmetric_terms(x, y, gamma_pos, gamma_neg, clip)
 
-    def value_and_slope(x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-        return _family.asymmetric_value_and_slope(x, y, gamma_pos, gamma_neg, clip, with_grad)
+    def value_and_slope(
+        x: Tensor, y: Tensor, with_grad: bool, out: _family.Out
+    ) -> tuple[Tensor, Tensor | None]:
+        return _family.asymmetric_value_and_slope(x, y, gamma_pos, gamma_neg, clip, with_grad, out)
 
     return _elementwise_loss(input, call, divisor, terms, value_and_slope)
 
@@ -991,8 +997,10 @@ def varifocal_loss(
     def terms(x: Tensor, q: Tensor) -> Tensor:
         return _family.varifocal_terms(x, q, alpha, gamma)
 
-    def value_and_slope(x: Tensor, q: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-        return _family.varifocal_value_and_slope(x, q, alpha, gamma, with_grad)
+    def value_and_slope(
+        x: Tensor, q: Tensor, with_grad: bool, out: _family.Out
+    ) -> tuple[Tensor, Tensor | None]:
+        return _family.varifocal_value_and_slope(x, q, alpha, gamma, with_grad, out)
 
     return _elementwise_loss(input, call, divisor, terms, value_and_slope)
 
@@ -1058,8 +1066,10 @@ def quality_focal_loss(
     def terms(x: Tensor, y: Tensor) -> Tensor:
         return _family.quality_focal_terms(x, y, beta)
 
-    def value_and_slope(x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-        return _family.quality_focal_value_and_slope(x, y, beta, with_grad)
+    def value_and_slope(
+        x: Tensor, y: Tensor, with_grad: bool, out: _family.Out
+    ) -> tuple[Tensor, Tensor | None]:
+        return _family.quality_focal_value_and_slope(x, y, beta, with_grad, out)
 
     return _elementwise_loss(input, call, divisor, terms, value_and_slope)
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from focalkit.torch._family import poly_target_terms
+from focalkit.torch._family import Out, poly_target_terms
 from focalkit.torch._kernels._common import (
     Recompute,
     ScaledGrad,
@@ -186,16 +186,18 @@ def _chunk(
     return loss
 
 
-ValueAndSlope = Callable[[Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
+ValueAndSlope = Callable[[Tensor, Tensor, bool, Out], tuple[Tensor, Tensor | None]]
 
-# Elements per chunk of the element-wise kernel: a dozen temporaries of this size stay in cache.
-ELEMENTWISE_CHUNK = 1 << 16
+# Elements per chunk of the element-wise kernel. Each operation on a chunk is one parallel region
+# (one wake-up of the thread pool), so chunks are large; the dozen chunk-sized buffers a loss
+# needs are allocated once per call and reused by every chunk.
+ELEMENTWISE_CHUNK = 1 << 19
 
 
 class ElementwiseSettings(NamedTuple):
     """What :class:`ElementwiseFamily` reads."""
 
-    value_and_slope: ValueAndSlope  # (x, y, with_grad) -> (loss, d loss / d x), unweighted
+    value_and_slope: ValueAndSlope  # (x, y, with_grad, out) -> (loss, d loss / d x), unweighted
     target: Tensor  # the input's shape, in the compute dtype
     weight: Tensor | None  # broadcastable to the input, in the compute dtype
     reduction: str
@@ -222,6 +224,27 @@ class ElementwiseFamily(ScaledGrad):
         return out
 
 
+class _Buffers:
+    """Chunk-sized buffers by name, each allocated once per call and reused by every chunk
+    (its first ``rows`` rows); ``outputs`` names the buffers that are views of the results."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.buffers: dict[str, Tensor] = {}
+        self.outputs: dict[str, Tensor] = {}
+        self.rows = shape[0]
+
+    def __call__(self, name: str) -> Tensor:
+        output = self.outputs.get(name)
+        if output is not None:
+            return output
+        buffer = self.buffers.get(name)
+        if buffer is None:
+            buffer = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+            self.buffers[name] = buffer
+        return buffer[: self.rows]
+
+
 def _elementwise_forward(
     input: Tensor, settings: ElementwiseSettings, *, needs_grad: bool
 ) -> tuple[Tensor, Tensor | None, float | None]:
@@ -237,21 +260,30 @@ def _elementwise_forward(
     unit_grad = None
     if needs_grad:
         unit_grad = torch.empty(batched.shape, dtype=input.dtype, device=input.device)
+    direct = unit_grad is not None and unit_grad.dtype == compute_dtype
     losses = None
     if reduction == "none":
         losses = torch.empty(batched.shape, dtype=compute_dtype, device=input.device)
+    chunk_shape = (min(rows, chunk_rows(row_elements, ELEMENTWISE_CHUNK)), *batched.shape[1:])
+    buffers = _Buffers(chunk_shape, compute_dtype, input.device)
     total = torch.zeros((), dtype=compute_dtype, device=input.device)
     for chunk in row_chunks(rows, row_elements, ELEMENTWISE_CHUNK):
         x = batched[chunk].to(compute_dtype)
-        loss, grad = settings.value_and_slope(x, target[chunk], needs_grad)
+        buffers.rows = x.shape[0]
+        buffers.outputs.clear()
+        if losses is not None:
+            buffers.outputs["loss"] = losses[chunk]
+        if direct and unit_grad is not None:
+            buffers.outputs["grad"] = unit_grad[chunk]
+        loss, grad = settings.value_and_slope(x, target[chunk], needs_grad, buffers)
         if weight is not None:
-            loss = loss * weight[chunk]
+            loss = loss.mul_(weight[chunk])
             grad = None if grad is None else grad.mul_(weight[chunk])
         if losses is None:
             total = total + loss.sum()
-        else:
+        elif loss.data_ptr() != losses[chunk].data_ptr():
             losses[chunk] = loss
-        if unit_grad is not None and grad is not None:
+        if unit_grad is not None and grad is not None and not direct:
             unit_grad[chunk] = grad
     factor = None
     if losses is not None:
