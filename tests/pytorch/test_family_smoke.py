@@ -578,3 +578,27 @@ def test_elementwise_kernel_in_half_precision(name: str, loss: object) -> None:
     assert half.grad is not None
     assert half.grad.dtype == torch.float16
     torch.testing.assert_close(value.float(), expected, rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(9, 6), (4, 6, 3)], ids=["2d", "3d"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_distribution_kernel_matches_its_definition(
+    reduction: str, shape: tuple[int, ...], weighted: bool
+) -> None:
+    input = _logits(*shape, seed=19)
+    target_shape = (shape[0], *shape[2:])
+    generator = torch.Generator().manual_seed(20)
+    target = torch.rand(target_shape, generator=generator, dtype=torch.float64) * 5.0
+    target.view(-1)[0] = 5.0  # the last bin
+    target.view(-1)[1] = 0.0
+    weight = (
+        torch.rand(target_shape, generator=generator, dtype=torch.float64) if weighted else None
+    )
+    results = []
+    for kernels in (True, False):
+        with _kernels.use_kernels(kernels):
+            results.append(
+                focalkit.distribution_focal_loss(input, target, weight, reduction, divisor=None)
+            )
+    _assert_same(*results, input)

@@ -265,14 +265,22 @@ def distribution_focal_terms(x: Tensor, y: Tensor) -> Tensor:
     >>> torch.allclose(distribution_focal_terms(x, y), -(0.75 * log_p[1] + 0.25 * log_p[2]))
     True
     """
-    bins = x.shape[1] - 1
-    readable = torch.where(torch.isnan(y), torch.zeros_like(y), y)
-    left = readable.floor().clamp(0, bins - 1)
-    left_index = left.long().unsqueeze(1)
+    left, right_share = distribution_bins(y, x.shape[1] - 1)
+    left_index = left.unsqueeze(1)
     log_p = F.log_softmax(x, 1)
     log_left = log_p.gather(1, left_index).squeeze(1)
     log_right = log_p.gather(1, left_index + 1).squeeze(1)
-    return -((left + 1.0 - y) * log_left + (y - left) * log_right)
+    return -((1.0 - right_share) * log_left + right_share * log_right)
+
+
+def distribution_bins(y: Tensor, bins: int) -> tuple[Tensor, Tensor]:
+    r"""The lower bin :math:`l = \min(\lfloor y
+    floor, n - 1)` (int64) of each target in
+        :math:`[0, n]` and the upper bin's share :math:`y - l`; a NaN target reads bin 0 and keeps
+        its NaN in the share."""
+    readable = torch.where(torch.isnan(y), torch.zeros_like(y), y)
+    left = readable.floor().clamp(0, bins - 1)
+    return left.long(), y - left
 
 
 # The element-wise losses' values and gradients, for the kernels (no autograd). Each takes the

@@ -22,6 +22,8 @@ from focalkit.torch._autograd import binary_focal_term, nll_focal_term
 from focalkit.torch._focal import binary_coefficient
 from focalkit.torch._inputs import ArrayLike
 from focalkit.torch._kernels.family import (
+    DistributionFocal,
+    DistributionSettings,
     ElementwiseFamily,
     ElementwiseSettings,
     ShiftedSoftmaxFocal,
@@ -1140,10 +1142,24 @@ def distribution_focal_loss(
     y = y.to(compute_dtype)
     like = input.new_empty((), dtype=compute_dtype).expand(y.shape)  # no memory
     w = _arguments.elementwise_tensor(weight, "weight", like, where)
-    loss = _family.distribution_focal_terms(input.to(compute_dtype), y)
-    if w is not None:
-        loss = loss * w
-    return divide(reduce(loss, computed), divisor).to(out_dtype)
+
+    def definition(input: Tensor) -> Tensor:
+        loss = _family.distribution_focal_terms(input.to(compute_dtype), y)
+        return reduce(loss if w is None else loss * w, computed)
+
+    if not _kernels.applicable(input, target, w):
+        return divide(definition(input), divisor).to(out_dtype)
+    left, right_share = _family.distribution_bins(y, input.shape[1] - 1)
+    settings = DistributionSettings(
+        left.unsqueeze(1),
+        right_share.unsqueeze(1),
+        None if w is None else w.expand(y.shape).unsqueeze(1),
+        computed,
+        compute_dtype,
+        torch.is_grad_enabled() and input.requires_grad,
+    )
+    out: Tensor = DistributionFocal.apply(input, settings, definition)  # type: ignore[no-untyped-call]
+    return divide(out, divisor).to(out_dtype)
 
 
 def binary_focal_loss(

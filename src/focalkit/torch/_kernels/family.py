@@ -294,3 +294,82 @@ def _elementwise_forward(
     else:
         out = total
     return out, None if unit_grad is None else unit_grad.reshape(input.shape), factor
+
+
+class DistributionSettings(NamedTuple):
+    """What :class:`DistributionFocal` reads (input ``(N, n + 1, d...)``)."""
+
+    left_index: Tensor  # (N, 1, d...) the lower bin l of each target
+    right_share: Tensor  # (N, 1, d...) y - l, the share of the upper bin r = l + 1
+    weight: Tensor | None  # (N, 1, d...) each element's weight
+    reduction: str
+    compute_dtype: torch.dtype
+    needs_grad: bool
+
+
+class DistributionFocal(ScaledGrad):
+    r"""The distribution focal loss over the bins of dim 1: with :math:`s = \log p` and the
+    target's two bins :math:`l`, :math:`r = l + 1` and shares :math:`1 - a`, :math:`a`,
+
+    .. math::
+        \ell = -w \left( (1 - a)\, s_l + a\, s_r \right), \qquad
+        \frac{\partial \ell}{\partial x_j} = w \left( p_j - (1 - a) e_{l,j} - a\, e_{r,j} \right),
+
+    the two cross-entropies' gradients summed (their shares add up to 1). ``log_softmax`` is
+    written into the gradient buffer, which then becomes the gradient in place."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, input: Tensor, settings: DistributionSettings, recompute: Recompute
+    ) -> Tensor:
+        with no_autocast(input):
+            out, unit_grad, factor = _distribution_forward(
+                input, settings, needs_grad=settings.needs_grad
+            )
+        rerun = partial(_distribution_forward, input, settings, needs_grad=True)
+        save(ctx, input, unit_grad, recompute, lambda: computed_grad(rerun()), 3, 1, factor)
+        return out
+
+
+def _distribution_forward(
+    input: Tensor, settings: DistributionSettings, *, needs_grad: bool
+) -> tuple[Tensor, Tensor | None, Tensor | float | None]:
+    """Loss, unit gradient, and the factor still to multiply that gradient by."""
+    compute_dtype = settings.compute_dtype
+    rows, row_elements = input.shape[0], input[:1].numel()
+    unit_grad = (
+        torch.empty_like(input, memory_format=torch.contiguous_format) if needs_grad else None
+    )
+    direct = unit_grad is not None and unit_grad.dtype == compute_dtype
+    chunk_elements = CHUNK if direct else SCRATCH_CHUNK
+    scratch = None
+    if not direct:
+        scratch_shape = (min(rows, chunk_rows(row_elements, chunk_elements)), *input.shape[1:])
+        scratch = torch.empty(scratch_shape, dtype=compute_dtype, device=input.device)
+    losses = []
+    for chunk in row_chunks(rows, row_elements, chunk_elements):
+        x = input[chunk]
+        work = unit_grad[chunk] if direct else scratch[: x.shape[0]]  # type: ignore[index]
+        left = settings.left_index[chunk]
+        right_share = settings.right_share[chunk]
+        log_p = torch.log_softmax(x, 1, dtype=work.dtype, out=work)
+        log_left, log_right = log_p.gather(1, left), log_p.gather(1, left + 1)
+        # -((1 - a) s_l + a s_r) = a (s_l - s_r) - s_l
+        losses.append(torch.sub(log_left, log_right).mul_(right_share).sub_(log_left))
+        if needs_grad:  # p - (1 - a) e_l - a e_r
+            work.exp_().scatter_add_(1, left, right_share - 1.0)
+            work.scatter_add_(1, left + 1, -right_share)
+        if unit_grad is not None and not direct:
+            unit_grad[chunk] = work
+    if not losses:  # an empty batch
+        losses.append(input.new_empty((0, 1, *input.shape[2:]), dtype=compute_dtype))
+    per_element = join(losses)
+    factor: Tensor | float | None = settings.weight
+    if settings.weight is not None:
+        per_element = per_element * settings.weight
+    per_element = per_element.squeeze(1)
+    out = reduce(per_element, settings.reduction)
+    if settings.reduction == "mean":
+        scale = 1.0 / max(per_element.numel(), 1)
+        factor = scale if factor is None else factor * scale
+    return out, unit_grad, factor
