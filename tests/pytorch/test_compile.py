@@ -425,3 +425,17 @@ def test_double_backward_through_a_compiled_kernel_says_so_and_eager_still_diffe
 
 def _loss3(x):
     return focalkit.softmax_focal_loss(x, INDEX3, WEIGHT, label_smoothing=0.1, gamma=0.5)
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_a_retained_compiled_graph_gives_the_same_gradient_twice(backend):
+    # The operators' backward consumes what forward computed; a second backward recomputes it
+    # ("eager"), or never consumed it (AOTAutograd's functional graph).
+    x = X3.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(_loss3(x), x)
+    torch._dynamo.reset()
+    value = torch.compile(_loss3, fullgraph=True, backend=backend)(x)
+    (first,) = torch.autograd.grad(value, x, retain_graph=True)
+    (second,) = torch.autograd.grad(value, x)
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(second, expected)

@@ -194,20 +194,22 @@ _FUSED_LEADING = (
 )
 
 
+def _fused_arguments(
+    grad_out: Tensor | None, rest: Sequence[Any]
+) -> tuple[FusedSettings, tuple[bool, bool, bool]]:
+    """The settings, and which gradients this call computes: for ``'none'``, only backward's
+    call (given ``grad_out``) computes them."""
+    settings = unflatten(FusedSettings, rest[3:])
+    if settings.reduction == "none" and grad_out is None:
+        return settings, (False, False, False)
+    want_input, want_classifier, want_bias = rest[:3]
+    return settings, (want_input, want_classifier, want_bias)
+
+
 def _fused_impl(
-    input: Tensor,
-    classifier: Tensor,
-    bias: Tensor | None,
-    grad_out: Tensor | None,
-    want_input: bool,
-    want_classifier: bool,
-    want_bias: bool,
-    *flat: Any,
+    input: Tensor, classifier: Tensor, bias: Tensor | None, grad_out: Tensor | None, *rest: Any
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    settings = unflatten(FusedSettings, flat)
-    wants = (want_input, want_classifier, want_bias)
-    if settings.reduction == "none" and grad_out is None:  # backward computes the gradients
-        wants = (False, False, False)
+    settings, wants = _fused_arguments(grad_out, rest)
     loss_rows, grads = _fused_pass(input, classifier, bias, settings, grad_out, wants)
     if grad_out is None:
         loss_rows = reduce(loss_rows, settings.reduction, settings.divisor)
@@ -227,21 +229,12 @@ linear_softmax_focal_op = torch.library.custom_op(
 
 @linear_softmax_focal_op.register_fake
 def _(
-    input: Tensor,
-    classifier: Tensor,
-    bias: Tensor | None,
-    grad_out: Tensor | None,
-    want_input: bool,
-    want_classifier: bool,
-    want_bias: bool,
-    *flat: Any,
+    input: Tensor, classifier: Tensor, bias: Tensor | None, grad_out: Tensor | None, *rest: Any
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    settings = unflatten(FusedSettings, flat)
+    settings, (want_input, want_classifier, want_bias) = _fused_arguments(grad_out, rest)
     compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     reduced = grad_out is None and settings.reduction != "none"
     out = input.new_empty(() if reduced else (input.shape[0],), dtype=compute)
-    if settings.reduction == "none" and grad_out is None:
-        want_input = want_classifier = want_bias = False
     grad_input = torch.empty_like(input) if want_input else _empty(input)
     grad_classifier = (
         classifier.new_empty(classifier.shape, dtype=compute) if want_classifier else _empty(input)
