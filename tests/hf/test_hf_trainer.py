@@ -196,3 +196,18 @@ def test_focal_trainer_without_class_weights_is_the_trainer(tmp_path: Path) -> N
         compute_loss_func=focal_loss_func(twin),
     )
     hf.assert_gradients_equal(focal.gradients, plain.gradients)
+
+
+def test_the_weighted_divisor_is_summed_exactly() -> None:
+    """FocalTrainer sums these over a step's micro-batches and processes: float64, so that a
+    sum past 2**24 keeps its units (float32 would give 2**24 here)."""
+    weight = torch.tensor([2.0**24, 1.0, 0.5])
+    loss_func = focal_loss_func("ForTokenClassification", weight=weight)
+    labels = torch.tensor([[0, 1, -100], [2, 1, 1]])
+    divisor = loss_func.divisor(labels)
+    assert divisor.dtype == torch.float64
+    assert float(divisor) == 2.0**24 + 1.0 + 0.5 + 1.0 + 1.0
+    # the causal LM's targets are the shifted labels: 1, (ignored), 1, 1
+    causal = focal_loss_func("ForCausalLM", weight=weight)
+    assert float(causal.divisor(labels)) == 3.0
+    assert torch.equal(focal_loss_func("ForCausalLM").divisor(labels), torch.tensor(3))

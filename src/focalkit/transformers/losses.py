@@ -146,7 +146,8 @@ class FocalLossFunc:
     def divisor(self, labels: Tensor, *, shift_labels: Tensor | None = None) -> Tensor:
         """What ``'mean'`` divides these labels' loss by: the count of targets that are not
         ``-100``, or, with ``weight``, their summed class weights (every element's count for
-        multi-label float labels, whose weights are not in the mean's divisor).
+        multi-label float labels, whose weights are not in the mean's divisor). A count is an
+        int64 tensor, a sum of weights a float64 one (float32 on MPS).
 
         Sum it over the micro-batches of a step and the processes, and pass it as
         ``num_items_in_batch``, and the step trains the loss's ``'mean'`` over the whole global
@@ -158,8 +159,11 @@ class FocalLossFunc:
         kept = target != IGNORE_INDEX
         if self.weight is None:
             return kept.sum()
-        weight = self.weight.to(target.device)
-        return torch.where(kept, weight[torch.where(kept, target, 0)], 0).sum()
+        # Summed in float64, which is exact far beyond a step's targets (float32 rounds a sum
+        # past 2**24); MPS has no float64.
+        dtype = torch.float32 if target.device.type == "mps" else torch.float64
+        weight = self.weight.to(target.device, dtype)
+        return torch.where(kept, weight[torch.where(kept, target, 0)], 0.0).sum()
 
     def _targets(self, labels: Tensor, shift_labels: Tensor | None) -> Tensor:
         if self.task != "ForCausalLM":
