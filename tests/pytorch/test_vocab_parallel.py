@@ -1,13 +1,16 @@
 """Vocabulary-parallel focal loss: real torch.distributed (gloo, spawned processes).
 
-Each world size runs once: every rank computes many cases on its slice of the classes and sends
-back its loss, its slice's gradient and the collectives it made. The parent compares them with
-``softmax_focal_loss`` on the gathered logits (and, at ``gamma=0``, with ``F.cross_entropy``),
-in float64.
+One spawn of four processes holds every group size P = 1, 2, 3, 4: the process groups of the
+first P ranks (``group=`` a subgroup for P < 4, the default group for P = 4), so that four
+interpreters import torch instead of ten. In each group every rank computes many cases on its
+slice of the classes and sends back its loss, its slice's gradient and the collectives it made.
+The parent compares them with ``softmax_focal_loss`` on the gathered logits (and, at
+``gamma=0``, with ``F.cross_entropy``), in float64.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any
 
@@ -27,6 +30,8 @@ from focalkit.torch._vocab_parallel import (
 )
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
+GROUP_SIZES = (1, 2, 3, 4)  # 3: uneven slices of every class count
+SPAWN_TIMEOUT = 120.0
 COLLECTIVES = (
     "all_reduce",
     "all_gather",
@@ -244,7 +249,9 @@ class Counter:
         return calls
 
 
-def run_unfused(rank: int, world_size: int, case: dict[str, Any], counter: Counter) -> Any:
+def run_unfused(
+    rank: int, world_size: int, case: dict[str, Any], counter: Counter, group: Any
+) -> Any:
     problem = build(case)
     sizes = shard_sizes(case["classes"], world_size, case["seed"])
     part = _slice(sizes, rank)
@@ -253,14 +260,16 @@ def run_unfused(rank: int, world_size: int, case: dict[str, Any], counter: Count
     if target.is_floating_point():
         target = target[:, part]
     counter.take()
-    loss = vocab_parallel_softmax_focal_loss(x, target, **problem["kwargs"])
+    loss = vocab_parallel_softmax_focal_loss(x, target, group=group, **problem["kwargs"])
     forward = counter.take()
     (loss * problem["grad_out"]).sum().backward()  # (no explicit grad: no sympy import)
     backward = counter.take()
     return loss.detach(), x.grad, sizes, forward, backward
 
 
-def run_fused(rank: int, world_size: int, case: dict[str, Any], counter: Counter) -> Any:
+def run_fused(
+    rank: int, world_size: int, case: dict[str, Any], counter: Counter, group: Any
+) -> Any:
     problem = build_fused(case)
     sizes = shard_sizes(case["classes"], world_size, case["seed"] + 1)
     part = _slice(sizes, rank)
@@ -276,6 +285,7 @@ def run_fused(rank: int, world_size: int, case: dict[str, Any], counter: Counter
         problem["target"],
         bias=bias,
         chunk_size=case["chunk"],
+        group=group,
         **problem["kwargs"],
     )
     forward = counter.take()
@@ -300,7 +310,7 @@ def run_dtensor(rank: int, world_size: int) -> Any:
     return loss.detach(), logits.grad.full_tensor()
 
 
-def run_errors(rank: int, world_size: int) -> list[str]:
+def run_errors(rank: int, world_size: int, group: Any) -> list[str]:
     """Errors that need the slices' total, raised alike in every process."""
     messages = []
     x = torch.randn(3, 2 + rank)
@@ -310,7 +320,7 @@ def run_errors(rank: int, world_size: int) -> list[str]:
         (torch.tensor([0, total, 1]), None),  # a class index beyond the last class
     ):
         try:
-            vocab_parallel_softmax_focal_loss(x, target, weight)
+            vocab_parallel_softmax_focal_loss(x, target, weight, group=group)
         except ValueError as error:
             messages.append(str(error))
         else:
@@ -318,14 +328,24 @@ def run_errors(rank: int, world_size: int) -> list[str]:
     return messages
 
 
-def child(rank: int, world_size: int) -> dict[str, Any]:
+def child(rank: int, world_size: int) -> dict[int, dict[str, Any]]:
+    """This rank's results in each group of the first P ranks it belongs to, by P."""
+    assert world_size == max(GROUP_SIZES)
     counter = Counter()
-    return {
-        "unfused": [run_unfused(rank, world_size, case, counter) for case in CASES],
-        "fused": [run_fused(rank, world_size, case, counter) for case in fused_cases()],
-        "dtensor": run_dtensor(rank, world_size) if world_size == 2 else None,
-        "errors": run_errors(rank, world_size),
-    }
+    # every rank creates every group, in the same order; the whole world is the default group
+    groups = {size: dist.new_group(list(range(size))) for size in GROUP_SIZES[:-1]}
+    groups[world_size] = None
+    results = {}
+    for size, group in groups.items():
+        if rank >= size:
+            continue
+        results[size] = {
+            "unfused": [run_unfused(rank, size, case, counter, group) for case in CASES],
+            "fused": [run_fused(rank, size, case, counter, group) for case in fused_cases()],
+            "errors": run_errors(rank, size, group),
+        }
+    results[world_size]["dtensor"] = run_dtensor(rank, world_size)
+    return results
 
 
 def reference(problem: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,10 +374,16 @@ def expected_forward(world_size: int, one_hot: bool) -> list[str]:
     return ["all_reduce"] * (2 if one_hot else 3)
 
 
-@pytest.fixture(scope="module", params=[1, 2, 3, 4], ids=lambda p: f"P={p}")
+@functools.cache
+def spawned() -> list[dict[int, dict[str, Any]]]:
+    return run(child, max(GROUP_SIZES), timeout=SPAWN_TIMEOUT)
+
+
+@pytest.fixture(params=GROUP_SIZES, ids=lambda p: f"P={p}")
 def results(request: pytest.FixtureRequest) -> tuple[int, list[dict[str, Any]]]:
-    world_size = int(request.param)
-    return world_size, run(child, world_size, timeout=120)
+    """The group of the first P ranks: its size and each member's results in rank order."""
+    size = int(request.param)
+    return size, [ranks[size] for ranks in spawned()[:size]]
 
 
 def test_every_option_equals_the_gathered_loss(results: Any) -> None:
@@ -423,8 +449,8 @@ def test_fused_equals_the_unfused_single_process_loss(results: Any) -> None:
 
 def test_dtensor_sharded_on_the_classes(results: Any) -> None:
     world_size, ranks = results
-    if world_size != 2:
-        pytest.skip("run at P = 2 (DTensor's first use takes seconds)")
+    if world_size != max(GROUP_SIZES):
+        pytest.skip("run on the whole world's mesh (DTensor's first use takes seconds)")
     problem = build({**DEFAULTS, "seed": 900, "smoothing": 0.1, "weight": True})
     problem["grad_out"] = torch.tensor(1.0, dtype=torch.float64)
     loss, grad = reference(problem)
