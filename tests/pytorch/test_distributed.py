@@ -1,8 +1,10 @@
 """focalkit.torch.distributed: one optimizer step over micro-batches and processes trains the
 whole global batch's 'mean'.
 
-The multi-process tests spawn real gloo process groups (``process_group.run``) of 2 and 4
-processes, once per world size: every case runs in that one spawn and the tests read its results.
+The multi-process tests spawn one real gloo process group of 4 processes
+(``process_group.run``): every case runs there on the whole world (the default group), then on
+ranks 0 and 1 alone (``group=`` a subgroup of 2, with DDP's and FSDP2's own process group set
+to it), and the tests read the results.
 Each case trains a small float64 model for a few steps under ``DistributedDataParallel`` (and one
 under FSDP2's ``fully_shard``) with gradient accumulation over micro-batches of unequal sizes,
 ``ignore_index`` shares and class weights, ranks holding different numbers of micro-batches; the
@@ -16,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import process_group
@@ -228,23 +229,26 @@ def _parameters(model: nn.Module) -> list[Tensor]:
 
 
 def _train(
-    name: str, rank: int, world_size: int, *, exact: bool, wrapper: str = "ddp"
+    name: str, rank: int, world_size: int, group: Any, *, exact: bool, wrapper: str = "ddp"
 ) -> dict[str, Any]:
-    """``STEPS`` optimizer steps of this rank; the gradients of each, and the parameters after."""
+    """``STEPS`` optimizer steps of this rank in ``group`` (of ``world_size`` processes, this
+    rank's place in it ``rank``); the gradients of each, and the parameters after."""
     case = CASES[name]
     module = case.model()
     if wrapper == "ddp":
-        model: nn.Module = nn.parallel.DistributedDataParallel(module)
+        model: nn.Module = nn.parallel.DistributedDataParallel(module, process_group=group)
 
         def syncing(sync: bool) -> contextlib.AbstractContextManager[Any]:
             return contextlib.nullcontext() if sync else model.no_sync()
     else:
+        from torch.distributed.device_mesh import DeviceMesh
         from torch.distributed.fsdp import fully_shard
 
+        mesh = None if group is None else DeviceMesh.from_group(group, "cpu")
         for layer in module.children():
             if any(True for _ in layer.parameters()):
-                fully_shard(layer)
-        model = fully_shard(module)
+                fully_shard(layer, mesh=mesh)
+        model = fully_shard(module, mesh=mesh)
 
         def syncing(sync: bool) -> contextlib.AbstractContextManager[Any]:
             model.set_requires_gradient_sync(sync)
@@ -260,6 +264,7 @@ def _train(
                 kind=case.kind,
                 weight=case.weight,
                 ignore_index=IGNORE_INDEX,
+                group=group,
             )
             divisors.append(float(divisor))
         losses = []
@@ -272,7 +277,7 @@ def _train(
                 loss.backward()
             losses.append(loss.detach())
         if exact:
-            logged.append(float(global_mean_loss(losses)))
+            logged.append(float(global_mean_loss(losses, group=group)))
         grads.append(_grads(model))
         optimizer.step()
         optimizer.zero_grad()
@@ -284,19 +289,16 @@ def _train(
     }
 
 
-def _collectives(rank: int, world_size: int) -> dict[str, Any]:
-    """``async_op``, a subgroup, and ``global_mean_loss`` over each."""
+def _collectives(rank: int, world_size: int, group: Any, halves: list[Any]) -> dict[str, Any]:
+    """``async_op``, the halves of ``group``, and ``global_mean_loss`` over each."""
     targets = [y for _, y in step_data("softmax", world_size, 0)[rank]]
     kwargs: dict[str, Any] = {"kind": "class_index", "weight": WEIGHT, "ignore_index": IGNORE_INDEX}
-    blocking = global_divisor(targets, **kwargs)
-    pending, work = global_divisor(targets, async_op=True, **kwargs)
+    blocking = global_divisor(targets, group=group, **kwargs)
+    pending, work = global_divisor(targets, async_op=True, group=group, **kwargs)
     assert work is not None
     work.wait()
-    halves = [list(range(world_size // 2)), list(range(world_size // 2, world_size))]
-    groups = [dist.new_group(ranks) for ranks in halves]  # every rank creates every group
-    mine = groups[0] if rank < world_size // 2 else groups[1]
+    mine, other = halves if rank < world_size // 2 else halves[::-1]
     value = torch.tensor(float(rank + 1))
-    other = groups[1] if rank < world_size // 2 else groups[0]
     try:
         global_divisor(targets, group=other, **kwargs)
         outsider = "no error"
@@ -308,19 +310,33 @@ def _collectives(rank: int, world_size: int) -> dict[str, Any]:
         "async": float(pending),
         "async_dtype": str(pending.dtype),
         "subgroup": float(global_divisor(targets, group=mine, **kwargs)),
-        "mean_loss": float(global_mean_loss(value)),
+        "mean_loss": float(global_mean_loss(value, group=group)),
         "subgroup_mean_loss": float(global_mean_loss([value, value], group=mine)),
     }
 
 
-def run_rank(rank: int, world_size: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"collectives": _collectives(rank, world_size)}
+def _in_group(rank: int, world_size: int, group: Any, halves: list[Any]) -> dict[str, Any]:
+    """Every case on the processes of ``group`` (``None``: the default group)."""
+    results: dict[str, Any] = {"collectives": _collectives(rank, world_size, group, halves)}
     for name in CASES:
         results[name] = {
-            "exact": _train(name, rank, world_size, exact=True),
-            "naive": _train(name, rank, world_size, exact=False),
+            "exact": _train(name, rank, world_size, group, exact=True),
+            "naive": _train(name, rank, world_size, group, exact=False),
         }
-    results["fsdp"] = {"exact": _train("softmax", rank, world_size, exact=True, wrapper="fsdp")}
+    fsdp = _train("softmax", rank, world_size, group, exact=True, wrapper="fsdp")
+    results["fsdp"] = {"exact": fsdp}
+    return results
+
+
+def run_rank(rank: int, world_size: int) -> dict[int, dict[str, Any]]:
+    """This rank's results on the whole world and, for ranks 0 and 1, on their group of 2."""
+    assert world_size == 4
+    # every rank creates every group, in the same order
+    first, last = dist.new_group([0, 1]), dist.new_group([2, 3])
+    singles = [dist.new_group([0]), dist.new_group([1])]
+    results = {4: _in_group(rank, 4, None, [first, last])}
+    if rank < 2:
+        results[2] = _in_group(rank, 2, first, singles)
     return results
 
 
@@ -351,19 +367,14 @@ def reference(name: str, world_size: int, uneven: bool = True) -> dict[str, Any]
 
 
 @functools.cache
-def _spawns() -> dict[int, Future[list[dict[str, Any]]]]:
-    """Both groups at once: most of a spawn's time is its ranks importing torch."""
-    executor = ThreadPoolExecutor(len(WORLD_SIZES))
-    runs = {
-        size: executor.submit(process_group.run, run_rank, size, timeout=SPAWN_TIMEOUT)
-        for size in WORLD_SIZES
-    }
-    executor.shutdown(wait=False)
-    return runs
+def _spawn() -> list[dict[int, dict[str, Any]]]:
+    """One spawn for both group sizes: most of a spawn's time is its ranks importing torch."""
+    return process_group.run(run_rank, max(WORLD_SIZES), timeout=SPAWN_TIMEOUT)
 
 
 def spawned(world_size: int) -> list[dict[str, Any]]:
-    return _spawns()[world_size].result()
+    """The results of the group of the first ``world_size`` ranks, in rank order."""
+    return [ranks[world_size] for ranks in _spawn()[:world_size]]
 
 
 def relative_difference(got: list[Tensor], want: list[Tensor]) -> float:
