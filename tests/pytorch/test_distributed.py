@@ -558,6 +558,11 @@ def test_single_process_returns() -> None:
     loss = global_mean_loss([torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.25)])
     assert loss.dtype == torch.float64
     assert float(loss) == 0.75
+    # a bfloat16 value first does not round the float64 ones to bfloat16
+    third = torch.tensor(1 / 3, dtype=torch.float64)
+    loss = global_mean_loss([torch.tensor(0.25, dtype=torch.bfloat16), third, third])
+    assert loss.dtype == torch.float64
+    assert float(loss) == 0.25 + 1 / 3 + 1 / 3
 
 
 ERRORS = [
@@ -606,6 +611,11 @@ ERRORS = [
     ),
     (lambda: global_mean_loss(torch.ones(2)), ValueError, "0-dim tensors"),
     (lambda: global_mean_loss([]), ValueError, "losses must hold at least one tensor"),
+    (
+        lambda: global_mean_loss([torch.tensor(1), torch.tensor(2.5)]),
+        TypeError,
+        "losses must be floating-point tensors .* got dtype torch.int64",
+    ),
 ]
 
 

@@ -95,6 +95,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, overload
@@ -295,7 +296,8 @@ def global_mean_loss(
         group: The process group given to :func:`global_divisor`. Default: ``None``.
 
     Returns:
-        A 0-dim tensor in the first value's dtype, on its device.
+        A 0-dim tensor on the first value's device, in the values' promoted dtype (float64 if
+        any is float64): a bfloat16 value does not round the others.
 
     Example:
         >>> import torch
@@ -311,8 +313,14 @@ def global_mean_loss(
                 f"{where}: losses must be 0-dim tensors (the values of reduction='mean' with "
                 f"divisor=), got a tensor of shape {tuple(value.shape)}"
             )
-    first = values[0]
-    total = torch.stack([value.detach().to(first.device, first.dtype) for value in values]).sum()
+        if not value.is_floating_point():
+            raise TypeError(
+                f"{where}: losses must be floating-point tensors (the values of "
+                f"reduction='mean' with divisor=), got dtype {value.dtype}"
+            )
+    dtype = functools.reduce(torch.promote_types, [value.dtype for value in values])
+    device = values[0].device
+    total = torch.stack([value.detach().to(device, dtype) for value in values]).sum()
     size = _group_size(group, where)
     if size is None:
         return total
