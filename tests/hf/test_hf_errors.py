@@ -33,6 +33,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
         ("ForCausalLM", {"gamma": "2"}, TypeError, "gamma must be a real number"),
         ("ForCausalLM", {"label_smoothing": 1.5}, ValueError, "label_smoothing must be in"),
         ("ForCausalLM", {"weight": [True, False]}, TypeError, "weight"),
+        ("ForCausalLM", {"weight": [[1.0, 2.0]]}, ValueError, "weight must be a 1-D sequence"),
+        ("ForTokenClassification", {"alpha": -1.0}, ValueError, "alpha must be >= 0, got -1.0"),
+        ("ForCausalLM", {"alpha": [0.5, -0.1]}, ValueError, "alpha values must be >= 0"),
+        ("ForSequenceClassification", {"alpha": "x"}, TypeError, "alpha must be a tensor"),
     ],
 )
 def test_focal_loss_func_arguments(
@@ -112,3 +116,9 @@ def test_focal_trainer_needs_a_focal_loss(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^FocalTrainer\(\): expected compute_loss_func="):
         FocalTrainer(model=model, args=hf.training_arguments(tmp_path))
     assert isinstance(Trainer(model=model, args=hf.training_arguments(tmp_path)), Trainer)
+
+
+def test_use_focal_loss_chunk_size() -> None:
+    model = hf.CAUSAL_LMS["llama"]()
+    with pytest.raises(ValueError, match=r"^use_focal_loss\(\): chunk_size must be"):
+        use_focal_loss(model, fused=True, chunk_size=0)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from focalkit._core import validation
 from focalkit.torch import sigmoid_focal_loss, softmax_focal_loss
-from focalkit.torch._inputs import ArrayLike, setting_tensor
+from focalkit.torch._inputs import ArrayLike, alpha_setting, setting_tensor
 
 __all__ = ["FocalLossFunc", "focal_loss_func"]
 
@@ -262,11 +262,17 @@ def focal_loss_func(
         raise ValueError(f"{where}: task must be one of {', '.join(map(repr, TASKS))}, got {shown}")
     validation.check_gamma(gamma, where)
     validation.check_number("label_smoothing", label_smoothing, validation.UNIT_INTERVAL, where)
+    # Checked here rather than at the first training step (multi-label's alpha in [0, 1] and
+    # the lengths against the logits are checked by the loss, which sees them).
+    alpha_setting(alpha, validation.NONNEGATIVE, where)
+    weight_tensor = None if weight is None else setting_tensor(weight, "weight", where)
+    if weight_tensor is not None and name != "ForSequenceClassification":
+        validation.check_per_class_length("weight", weight_tensor.shape, None, where)
     return FocalLossFunc(
         name,  # type: ignore[arg-type]
         gamma=gamma,
         alpha=alpha,
-        weight=None if weight is None else setting_tensor(weight, "weight", where),
+        weight=weight_tensor,
         label_smoothing=label_smoothing,
         problem_type=problem_type,
     )

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from focalkit._core import validation
 from focalkit.torch import linear_softmax_focal_loss
 from focalkit.torch._inputs import ArrayLike
 from focalkit.transformers.losses import (
@@ -159,6 +160,7 @@ def use_focal_loss(
         (True, True)
     """
     where = "use_focal_loss()"
+    validation.check_positive_int("chunk_size", chunk_size, where, optional=True)
     focal = focal_loss_func(
         model, gamma=gamma, alpha=alpha, weight=weight, label_smoothing=label_smoothing
     )
