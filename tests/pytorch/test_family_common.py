@@ -19,6 +19,7 @@ import torch
 from oracles import (
     asymmetric_reference,
     distribution_focal_reference,
+    ldam_reference,
     poly_sigmoid_reference,
     poly_softmax_reference,
     quality_focal_reference,
@@ -52,6 +53,7 @@ ALPHA = [0.1, 0.4, 0.3, 0.2]
 
 
 OFFSET = torch.tensor(focalkit.logit_adjustment(COUNTS, 0.7))
+MARGINS = torch.tensor(focalkit.ldam_margins(COUNTS))  # a NumPy setting breaks a compiled graph
 
 
 def _index_target(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -135,6 +137,17 @@ MEMBERS: dict[str, Member] = {
         (3, 4),
         _soft_target,
         elementwise=True,
+    ),
+    "LDAM": Member(
+        lambda x, t, **kw: focalkit.ldam_loss(
+            x, t, MARGINS, WEIGHT, scale=5.0, gamma=1.0, alpha=ALPHA, **kw
+        ),
+        lambda x, t, **kw: ldam_reference(
+            x, t, MARGINS, scale=5.0, gamma=1.0, alpha=ALPHA, weight=WEIGHT, **kw
+        ),
+        (3, 4, 2),
+        _index_target,
+        elementwise=False,
     ),
     "asymmetric": Member(
         lambda x, t, **kw: focalkit.asymmetric_loss(
@@ -267,7 +280,7 @@ def test_autocast_computes_in_float32(name: str, half_dtype: torch.dtype) -> Non
 
 
 # compiling is slow: a few members, one of each kind of kernel
-COMPILED = ["logit-adjusted", "poly sigmoid", "asymmetric", "distribution focal"]
+COMPILED = ["logit-adjusted", "LDAM", "poly sigmoid", "asymmetric", "distribution focal"]
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -312,6 +325,8 @@ TORCH_NAMES = [
     "PolyFocalLoss",
     "poly_sigmoid_focal_loss",
     "PolySigmoidFocalLoss",
+    "ldam_loss",
+    "LDAMLoss",
     "asymmetric_loss",
     "AsymmetricLoss",
     "varifocal_loss",
