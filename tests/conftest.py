@@ -1,4 +1,4 @@
-"""Shared fixtures: dtypes, devices and one tolerance table keyed by dtype."""
+"""Shared fixtures: one thread, devices and half dtypes; `tests/` on the path for `oracles`."""
 
 from __future__ import annotations
 
@@ -11,19 +11,6 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # `import oracles`
 
 import torch
-
-# (rtol, atol) for comparing a result in this dtype with a float64 reference.
-TOLERANCES = {
-    torch.float64: (1e-10, 1e-12),
-    torch.float32: (1e-5, 1e-6),
-    torch.bfloat16: (1.6e-2, 1e-2),
-    torch.float16: (2e-3, 1e-3),
-}
-
-
-def tolerance(dtype: torch.dtype) -> dict[str, float]:
-    rtol, atol = TOLERANCES[dtype]
-    return {"rtol": rtol, "atol": atol}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tolerance
+from tolerances import tolerance
 
 import focalkit
 
