@@ -57,6 +57,17 @@ def setting_tensor(value: ArrayLike, name: str, where: str) -> Tensor:
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{where}: {name} must hold real numbers, got dtype {value.dtype}")
         return value
+    if isinstance(value, np.ndarray):
+        # Through torch, not ``ndarray.dtype``: torch.compile traces an array as a tensor, and
+        # reading its dtype attribute would break the graph.
+        try:
+            tensor = torch.as_tensor(value)
+        except TypeError:  # an object array: None, strings
+            tensor = None
+        if tensor is None or tensor.is_complex() or tensor.dtype == torch.bool:
+            validation.as_number_array(value.tolist(), name, where)  # raises, with its message
+            raise TypeError(f"{where}: {name} must hold real numbers")  # complex
+        return tensor.to(torch.float64)
     return torch.tensor(validation.as_number_array(value, name, where))
 
 
