@@ -8,7 +8,7 @@ fake implementation gives the shapes of its results, and the compiled program ca
 chunked code that runs in eager mode.
 
 - ``focalkit::softmax_focal`` returns the loss, the unit gradient (the input's shape) and the
-  factor still to multiply it by (one per element, ``(N, 1, d...)``).
+  factor still to multiply it by (one number, or one per element ``(N, 1, d...)``).
 - ``focalkit::linear_softmax_focal`` returns the loss and the gradients of the input, the
   classifier and the bias (for ``'mean'`` and ``'sum'``; for ``'none'`` it returns them only when
   given the incoming gradient, which backward does).
@@ -37,7 +37,7 @@ from torch import Tensor
 
 from focalkit.torch._kernels._common import no_autocast
 from focalkit.torch._kernels.fused import _fused_pass
-from focalkit.torch._kernels.softmax import _softmax_forward
+from focalkit.torch._kernels.softmax import _softmax_forward, per_element_factor
 from focalkit.torch._reduction import reduce
 from focalkit.torch._settings import FusedSettings, SoftmaxKernelSettings
 
@@ -125,14 +125,22 @@ def _empty(like: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------ softmax
 
 
+def _factor_shape(input: Tensor, settings: SoftmaxKernelSettings) -> tuple[int, ...]:
+    """One factor per element ``(N, 1, d...)``, or one number: a scalar keeps backward's
+    scaling a plain multiplication."""
+    if per_element_factor(settings):
+        return (input.shape[0], 1, *input.shape[2:])
+    return ()
+
+
 def _softmax_impl(input: Tensor, *flat: Any) -> tuple[Tensor, Tensor, Tensor]:
     settings = unflatten(SoftmaxKernelSettings, flat)
     with no_autocast(input):
         out, unit_grad, factor = _softmax_forward(input, settings, needs_grad=settings.needs_grad)
     if unit_grad is None:
         return out, _empty(input), _empty(out)
-    row_shape = (input.shape[0], 1, *input.shape[2:])
-    factor_tensor = torch.ones(row_shape, dtype=settings.compute_dtype, device=input.device)
+    shape = _factor_shape(input, settings)
+    factor_tensor = torch.ones(shape, dtype=settings.compute_dtype, device=input.device)
     if factor is not None:
         factor_tensor.mul_(factor)
     return out, unit_grad, factor_tensor
@@ -154,8 +162,8 @@ def _(input: Tensor, *flat: Any) -> tuple[Tensor, Tensor, Tensor]:
     out = input.new_empty(loss_shape, dtype=dtype)
     if not settings.needs_grad:
         return out, _empty(input), _empty(out)
-    row_shape = (input.shape[0], 1, *input.shape[2:])
-    return out, torch.empty_like(input), input.new_empty(row_shape, dtype=dtype)
+    factor = input.new_empty(_factor_shape(input, settings), dtype=dtype)
+    return out, torch.empty_like(input), factor
 
 
 def _softmax_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:

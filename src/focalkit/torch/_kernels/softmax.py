@@ -66,10 +66,27 @@ class SoftmaxFocal(ScaledGrad):
         return out
 
 
+def per_element_factor(settings: SoftmaxKernelSettings) -> bool:
+    """Whether the factor that :func:`_softmax_forward` leaves out of the unit gradient is one
+    per element, from the settings alone (else it is one number, or None).
+
+    Only a target distribution at a number ``gamma >= 1`` leaves one per element (the
+    elements' coefficients, or a per-element ``'mean'`` scale); class indices without smoothing
+    leave the sign, and the other distributions nothing (see :func:`softmax_chunk`).
+    """
+    gamma = settings.gamma
+    one_hot = settings.target_index is not None and settings.label_smoothing == 0
+    if one_hot or isinstance(gamma, Tensor) or gamma < 1:
+        return False
+    per_element_mean = settings.reduction == "mean" and settings.mean_scale.dim() > 0
+    return settings.row_coef is not None or per_element_mean
+
+
 def _softmax_forward(
     input: Tensor, settings: SoftmaxKernelSettings, *, needs_grad: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | float | None]:
-    """Loss, unit gradient, and the factor still to multiply that gradient by (None: none)."""
+    """Loss, unit gradient, and the factor still to multiply that gradient by (None: none; one
+    per element, shaped ``(N, 1, d...)``, exactly where :func:`per_element_factor` says so)."""
     target = ChunkTarget(*settings[:6])
     divisor, mean_scale, reduction, compute_dtype = settings[6:10]
     rows, row_elements = input.shape[0], input[:1].numel()
