@@ -17,7 +17,9 @@ from harness import Case, main
 import focalkit
 
 
-def _step(loss_fn: Any) -> Any:
+def linear_step(loss_fn: Any) -> Any:
+    """A step: the loss of (hidden, classifier, target), then backward to both."""
+
     def step(inputs: dict[str, Any]) -> None:
         hidden, classifier = inputs["input"], inputs["classifier"]
         hidden.grad = classifier.grad = None
@@ -48,9 +50,9 @@ def _case(name: str, n: int, d: int, c: int, **options: Any) -> Case:
         return loss.sum() if options.get("reduction") == "none" else loss
 
     steps = {
-        "fused": _step(fused),
-        "linear+cross_entropy": _step(linear_ce),
-        "linear+softmax_focal_loss": _step(linear_focal),
+        "fused": linear_step(fused),
+        "linear+cross_entropy": linear_step(linear_ce),
+        "linear+softmax_focal_loss": linear_step(linear_focal),
     }
     pairs = [("fused", "linear+cross_entropy"), ("fused", "linear+softmax_focal_loss")]
     return Case(f"{name} (N={n}, D={d}, C={c})", make, steps, pairs)
