@@ -56,7 +56,7 @@ demo: install-demo
 	$(BIN)/focalkit demo --force
 
 bench: install
-	cd benchmarks && for script in softmax_focal.py sigmoid_focal.py fused_linear.py jax_focal.py family.py transformers_fused.py vocab_parallel.py; do \
+	cd benchmarks && for script in softmax_focal.py sigmoid_focal.py fused_linear.py compiled.py jax_focal.py family.py transformers_fused.py vocab_parallel.py; do \
 		OMP_WAIT_POLICY=PASSIVE ../$(BIN)/python $$script || exit 1; done
 
 clean:
