@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --constraint constraints.txt
 # The demo needs the cli extra only (PyTorch CPU, scikit-learn, matplotlib, rich: about 1.3 GB).
 DEMO_EXTRAS := cli
-# The tests and the docs need every front-end and its test backends (TensorFlow, JAX: 3.2 GB).
+# The tests and the docs need every front-end and its test backends (TensorFlow, JAX,
+# transformers: 3.8 GB).
 EXTRAS := torch,cli,keras-dev,jax-dev,gbdt-dev,dask,transformers,dev,docs
 DEMO_STAMP := $(VENV)/.installed-$(DEMO_EXTRAS)
 STAMP := $(VENV)/.installed-$(EXTRAS)
@@ -22,7 +23,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	@echo "Installing focalkit[$(EXTRAS)] into $(VENV): PyTorch, TensorFlow, JAX, XGBoost,"
-	@echo "LightGBM and the dev tools, about 3.2 GB; several minutes on a first run."
+	@echo "LightGBM, Dask, transformers and the dev tools, about 3.8 GB; several minutes on a first run."
 	$(PIP) --editable ".[$(EXTRAS)]"
 	touch $@ $(DEMO_STAMP)
 
