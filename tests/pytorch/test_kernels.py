@@ -246,6 +246,40 @@ def test_masked_logits_give_the_gradients_cross_entropy_gives(gamma):
     torch.testing.assert_close(z.grad[:2], w.grad)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_ignored_rows_of_nan_logits_give_what_cross_entropy_gives(
+    label_smoothing, weighted, reduction
+):
+    # Row 1 is ignored and all NaN: it contributes 0, as in F.cross_entropy and the definition
+    # (a coefficient of 0 alone would leave 0 * NaN there). Rows 3 and 4 are kept with NaN
+    # logits: NaN, row 4 also where its target's class weight 0 makes its coefficient 0
+    # (F.cross_entropy's 0 * NaN).
+    x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x[1] = x[3] = x[4] = torch.nan
+    t = torch.tensor([0, -100, 2, 1, 3])
+    w = torch.tensor([1.0, 0.5, 2.0, 0.0], dtype=torch.float64) if weighted else None
+    rows = slice(None) if reduction == "none" else slice(0, 3)  # 'sum': the finite rows
+    x, t = x[rows], t[rows]
+    options = {"reduction": reduction, "label_smoothing": label_smoothing}
+    kernel = focalkit.softmax_focal_loss(x, t, w, gamma=0.0, **options)
+    eye = torch.eye(4, dtype=torch.float64)
+    fused = focalkit.linear_softmax_focal_loss(x, eye, t, weight=w, gamma=0.0, **options)
+    with _kernels.use_kernels(False):
+        definition = focalkit.softmax_focal_loss(x, t, w, gamma=0.0, **options)
+    ce = F.cross_entropy(x, t, w, **options)
+    if reduction == "none":
+        assert ce[1].item() == 0.0
+        assert ce[3:].isnan().all()
+    else:
+        assert ce.isfinite()
+    for loss in (kernel, fused, definition):
+        torch.testing.assert_close(loss, ce, equal_nan=True)
+        if reduction == "none":
+            assert not loss[1].signbit()
+
+
 @pytest.fixture
 def small_chunks(monkeypatch):
     # Chunks of 12 elements: several per input, the last one shorter.

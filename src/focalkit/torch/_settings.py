@@ -39,6 +39,7 @@ class SoftmaxKernelSettings(NamedTuple):
     row_coef: Tensor | None  # (N, 1, d...) each element's scale * kept; None: all ones
     gamma: float | Tensor  # a number, or one per element shaped (N, 1, d...)
     label_smoothing: float
+    kept: Tensor | None  # (N, 1, d...) whether the target is not ignore_index; None: probs
     divisor: Tensor  # the 'mean' divisor
     mean_scale: Tensor  # the gradient's factor for 'mean' (one, or (N, 1, d...))
     reduction: str
@@ -67,6 +68,7 @@ class FusedSettings(NamedTuple):
     row_coef: Tensor  # (N, 1) scale * kept
     gamma: float
     label_smoothing: float
+    kept: Tensor  # (N, 1) whether the target is not ignore_index
     divisor: Tensor  # the 'mean' divisor
     mean_scale: Tensor  # the gradient's factor for 'mean' (one, or (N, 1)), from mean_grad_scale()
     reduction: str

@@ -111,10 +111,9 @@ def _fused_pass(
     wants: tuple[bool, bool, bool],
 ) -> tuple[Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """Loss per row, and the three gradients (``grad_out`` per row for ``'none'``)."""
-    index, class_coef, row_coef, gamma, label_smoothing, _, mean_scale, reduction, chunk, _ = (
-        settings
-    )
-    target = ChunkTarget(index, None, class_coef, row_coef, gamma, label_smoothing)
+    index, class_coef, row_coef, gamma, label_smoothing, kept = settings[:6]
+    mean_scale, reduction, chunk = settings.mean_scale, settings.reduction, settings.chunk
+    target = ChunkTarget(index, None, class_coef, row_coef, gamma, label_smoothing, kept)
     rows = input.shape[0]
     compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     want_input, want_classifier, want_bias = wants

@@ -87,8 +87,8 @@ def _softmax_forward(
 ) -> tuple[Tensor, Tensor | None, Tensor | float | None]:
     """Loss, unit gradient, and the factor still to multiply that gradient by (None: none; one
     per element, shaped ``(N, 1, d...)``, exactly where :func:`per_element_factor` says so)."""
-    target = ChunkTarget(*settings[:6])
-    divisor, mean_scale, reduction, compute_dtype = settings[6:10]
+    target = ChunkTarget(*settings[:7])
+    divisor, mean_scale, reduction, compute_dtype = settings[7:11]
     rows, row_elements = input.shape[0], input[:1].numel()
     unit_grad = (
         torch.empty_like(input, memory_format=torch.contiguous_format) if needs_grad else None
@@ -124,7 +124,7 @@ def _softmax_forward(
 
 
 class ChunkTarget(NamedTuple):
-    """What the softmax chunk reads besides the logits: the first six fields of
+    """What the softmax chunk reads besides the logits: the first seven fields of
     ``SoftmaxKernelSettings``, for all rows or (:meth:`rows`) for one chunk's."""
 
     target_index: Tensor | None  # (n, 1, d...) class indices, ignored ones replaced by 0
@@ -133,10 +133,11 @@ class ChunkTarget(NamedTuple):
     row_coef: Tensor | None  # (n, 1, d...) each element's coefficient; None: all ones
     gamma: float | Tensor  # a number, or one per element shaped (n, 1, d...)
     label_smoothing: float
+    kept: Tensor | None  # (n, 1, d...) whether the target is not ignore_index; None: probs
 
     def rows(self, part: slice) -> ChunkTarget:
         """The rows ``part`` of every per-element field."""
-        index, q, class_coef, row_coef, gamma, label_smoothing = self
+        index, q, class_coef, row_coef, gamma, label_smoothing, kept = self
         return ChunkTarget(
             None if index is None else index[part],
             None if q is None else q[part],
@@ -144,6 +145,7 @@ class ChunkTarget(NamedTuple):
             None if row_coef is None else row_coef[part],
             gamma[part] if isinstance(gamma, Tensor) else gamma,
             label_smoothing,
+            None if kept is None else kept[part],
         )
 
 
@@ -158,7 +160,7 @@ def softmax_chunk(
     by: the caller folds it into a pass it makes anyway (backward's scaling by the incoming
     gradient, or the fused loss's matrix products), which saves one pass over the chunk here.
     """
-    index, _, class_coef, row_coef, gamma, label_smoothing = target
+    index, _, class_coef, row_coef, gamma, label_smoothing, kept = target
     if index is not None and label_smoothing == 0:
         # One-hot target: only s_t = log p_t enters the loss, and the gradient is
         # (dl/ds_t) (onehot - p). ``work`` gets (dl/ds_t) (p - onehot), hence the factor -1.
@@ -166,9 +168,12 @@ def softmax_chunk(
             raise ValueError("class-index targets need their elements' coefficients")
         coef = row_coef if class_coef is None else row_coef * class_coef[index]
         log_p = torch.log_softmax(x, 1, dtype=work.dtype, out=work)
-        # Elements of weight 0 (ignored ones) take s_t = 0, so that their terms are 0 even
-        # where a masked logit (-inf) makes their s_t = -inf.
-        log_pt = torch.where(coef != 0, log_p.gather(1, index), 0.0)
+        # Ignored elements take s_t = 0, so that their terms are 0 even where their logits are
+        # NaN or their placeholder class's logit is masked (-inf); kept ones of weight 0 keep
+        # theirs, as the definition does (NaN in, NaN out).
+        log_pt = log_p.gather(1, index)
+        if kept is not None:
+            log_pt = torch.where(kept, log_pt, 0.0)
         minus_u = torch.expm1(log_pt)  # p_t - 1
         loss, slope = _target_terms(log_pt, minus_u, coef, gamma, grad_scale)
         if slope is None:
@@ -177,7 +182,7 @@ def softmax_chunk(
         return loss, -1.0
     # A distribution over classes: smoothed one-hot or probability targets.
     if isinstance(gamma, Tensor) or gamma < 1:
-        return _softmax_distribution_chunk(x, work, target, grad_scale), None
+        return _kept_only(_softmax_distribution_chunk(x, work, target, grad_scale), kept), None
     # gamma >= 1. With the bounded slope a / Q = g t (``_focal.bounded_focal_slope``), the loss
     # is sum_c Q g (p - 1) s. For gamma = 2, g is taken as p - 1 and the sign moves into the
     # returned factor; the loss is (p - 1)^2 s there.
@@ -194,11 +199,18 @@ def softmax_chunk(
     del log_p
     loss = _mul_target_weights_(terms, target).sum(1, keepdim=True)
     loss = loss.mul_(sign) if row_coef is None else loss.mul_(row_coef * sign)
+    loss = _kept_only(loss, kept)
     if grad_scale is None:
         return loss, None
     _mul_target_weights_(work, target)  # a / sign
     work.addcmul_(prob, work.sum(1, keepdim=True), value=-1.0)
     return loss, sign * grad_scale if row_coef is None else row_coef * (sign * grad_scale)
+
+
+def _kept_only(loss: Tensor, kept: Tensor | None) -> Tensor:
+    """The loss per element with ignored elements' made 0: their coefficient 0 alone leaves
+    ``0 * NaN = NaN`` where their logits are NaN (the smoothed terms read every class)."""
+    return loss if kept is None else torch.where(kept, loss, 0.0)
 
 
 def _target_terms(
@@ -272,7 +284,7 @@ def _mul_target_weights_(values: Tensor, target: ChunkTarget) -> Tensor:
     For smoothed class indices that is one pass over the classes and a scatter of the targets'
     share: the one-hot distribution is never formed.
     """
-    index, q, class_coef, _, _, label_smoothing = target
+    index, q, class_coef, _, _, label_smoothing, _ = target
     num_classes = values.shape[1]
     class_view = (1, -1) + (1,) * (values.dim() - 2)
     share = label_smoothing / num_classes
