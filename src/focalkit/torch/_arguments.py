@@ -416,3 +416,27 @@ def shifted_softmax_settings(
         settings.compute_dtype,
         needs_grad,
     )
+
+
+def check_linear_head(
+    input: Tensor, classifier: object, bias: object, where: str, classes: str = "C"
+) -> int:
+    """Check a fused loss's ``(*, D)`` input against its ``(classes, D)`` classifier and
+    ``(classes,)`` bias; return the classifier's number of rows."""
+    if not isinstance(classifier, Tensor) or classifier.dim() != 2:
+        raise ValueError(
+            f"{where}: classifier must be a ({classes}, D) tensor, got {_shape_of(classifier)}"
+        )
+    if input.dim() < 1 or input.shape[-1] != classifier.shape[1]:
+        raise ValueError(
+            f"{where}: expected input of shape (*, {classifier.shape[1]}) for classifier of shape "
+            f"{tuple(classifier.shape)}, got {tuple(input.shape)}"
+        )
+    rows = classifier.shape[0]
+    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (rows,)):
+        raise ValueError(f"{where}: bias must have shape ({rows},), got {_shape_of(bias)}")
+    return int(rows)
+
+
+def _shape_of(value: object) -> object:
+    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__

@@ -957,18 +957,7 @@ def vocab_parallel_linear_softmax_focal_loss(
     )
     input = _inputs.check_input(input, where)
     target = _inputs.check_target(target, where)
-    if not isinstance(classifier, Tensor) or classifier.dim() != 2:
-        raise ValueError(
-            f"{where}: classifier must be a (C_local, D) tensor, got {_shape_of(classifier)}"
-        )
-    if input.dim() < 1 or input.shape[-1] != classifier.shape[1]:
-        raise ValueError(
-            f"{where}: expected input of shape (*, {classifier.shape[1]}) for classifier of shape "
-            f"{tuple(classifier.shape)}, got {tuple(input.shape)}"
-        )
-    num_local = classifier.shape[0]
-    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (num_local,)):
-        raise ValueError(f"{where}: bias must have shape ({num_local},), got {_shape_of(bias)}")
+    num_local = _arguments.check_linear_head(input, classifier, bias, where, "C_local")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise validation.class_indices_dtype_error(
             where, target.shape, target.dtype, target.shape == input.shape[:-1]
@@ -1003,10 +992,6 @@ def vocab_parallel_linear_softmax_focal_loss(
     if reduction == "none":
         loss = loss.reshape(target.shape)
     return divide(loss, divisor).to(out_dtype)
-
-
-def _shape_of(value: object) -> object:
-    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
 
 
 def _class_dim(value: object) -> int:

@@ -1370,18 +1370,7 @@ def linear_softmax_focal_loss(
     validation.check_ignore_index(ignore_index, where)
     validation.check_positive_int("chunk_size", chunk_size, where, optional=True)
     input = _inputs.check_input(input, where)
-    if not isinstance(classifier, Tensor) or classifier.dim() != 2:
-        raise ValueError(
-            f"{where}: classifier must be a (C, D) tensor, got {_shape_of(classifier)}"
-        )
-    if input.dim() < 1 or input.shape[-1] != classifier.shape[1]:
-        raise ValueError(
-            f"{where}: expected input of shape (*, {classifier.shape[1]}) for classifier of shape "
-            f"{tuple(classifier.shape)}, got {tuple(input.shape)}"
-        )
-    num_classes = classifier.shape[0]
-    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (num_classes,)):
-        raise ValueError(f"{where}: bias must have shape ({num_classes},), got {_shape_of(bias)}")
+    num_classes = _arguments.check_linear_head(input, classifier, bias, where)
     if logit_offset is not None:  # an extra bias
         like = classifier.new_empty(())
         offset = _arguments.logit_offset(logit_offset, num_classes, like, where)
@@ -1436,7 +1425,3 @@ def linear_softmax_focal_loss(
     if reduction == "none":
         loss = loss.reshape(target.shape)
     return divide(loss, divisor).to(out_dtype)
-
-
-def _shape_of(value: object) -> object:
-    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
