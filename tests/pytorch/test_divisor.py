@@ -264,18 +264,20 @@ def test_modules_forward_divisor() -> None:
     torch.testing.assert_close(linear(hidden, head, target, divisor=9), expected)
 
 
-def test_tensor_divisor_traces_without_a_graph_break() -> None:
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_tensor_divisor_traces_without_a_graph_break(dynamic: bool) -> None:
     """A 0-dim tensor divisor is never read on the host, so it compiles into one graph."""
     torch._dynamo.reset()
-    x = torch.randn(8, C)
-    target = torch.randint(0, C, (8,))
     compiled = torch.compile(
-        lambda x, t, d: focalkit.softmax_focal_loss(x, t, divisor=d), fullgraph=True
+        lambda x, t, d: focalkit.softmax_focal_loss(x, t, divisor=d),
+        fullgraph=True,
+        dynamic=dynamic,
     )
-    for d in (3.0, 5.0):
-        divisor = torch.tensor(d)
+    for n, d in ((8, 3.0), (6, 5.0)):
+        x = torch.randn(n, C)
+        target = torch.randint(0, C, (n,))
         expected = focalkit.softmax_focal_loss(x, target, reduction="sum") / d
-        torch.testing.assert_close(compiled(x, target, divisor), expected)
+        torch.testing.assert_close(compiled(x, target, torch.tensor(d)), expected)
 
 
 @pytest.mark.parametrize(
